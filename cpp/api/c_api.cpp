@@ -1,0 +1,389 @@
+// The C ABI: argument validation (every failure names the argument), device checks, and the
+// launch sequence route -> pack -> FC1 -> FC2 -> combine. No allocation, no host sync in run.
+#include <cinttypes>
+#include <cstring>
+
+#include "api/status.hpp"
+#include "common/launchers.hpp"
+#include "common/params.hpp"
+#include "instantiations/dispatch.hpp"
+
+using namespace moe12x;
+
+namespace {
+
+bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
+
+// Makes config.device current for the scope of a call, restoring the caller's device after.
+struct DeviceGuard {
+  int prev = -1;
+  bool switched = false;
+  moe12x_status_t enter(int device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) return fail_cuda(e, "device query");
+    if (count == 0) return fail(MOE12X_ERROR_NO_DEVICE, "no CUDA device present");
+    MOE12X_CUDA_TRY(cudaGetDevice(&prev), "cudaGetDevice");
+    const int dev = device < 0 ? prev : device;
+    if (dev >= count)
+      return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.device = %d but only %d CUDA device(s) exist",
+                  device, count);
+    int major = 0;
+    MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+                    "cudaDeviceGetAttribute");
+    if (major < 8)
+      return fail(MOE12X_ERROR_UNSUPPORTED_DEVICE,
+                  "device %d has compute capability %d.x; moe12x needs 8.0 or newer", dev, major);
+    if (dev != prev) {
+      MOE12X_CUDA_TRY(cudaSetDevice(dev), "cudaSetDevice");
+      switched = true;
+    }
+    return MOE12X_SUCCESS;
+  }
+  ~DeviceGuard() {
+    if (switched) cudaSetDevice(prev);
+  }
+};
+
+moe12x_status_t check_config(const moe12x_config_t* c) {
+  if (!c) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config: NULL pointer");
+  if (c->struct_size < sizeof(moe12x_config_t))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT,
+                "config.struct_size = %zu, expected >= %zu (call moe12x_config_init)",
+                c->struct_size, sizeof(moe12x_config_t));
+  if (c->num_experts < 1)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.num_experts = %d, expected >= 1", c->num_experts);
+  if (c->num_local_experts < 1 || c->num_local_experts > c->num_experts)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.num_local_experts = %d, expected 1..num_experts (%d)",
+                c->num_local_experts, c->num_experts);
+  if (c->local_expert_offset < 0 || c->local_expert_offset + c->num_local_experts > c->num_experts)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT,
+                "config.local_expert_offset = %d: local experts [%d, %d) must lie in [0, %d)",
+                c->local_expert_offset, c->local_expert_offset,
+                c->local_expert_offset + c->num_local_experts, c->num_experts);
+  if (c->hidden_size < 64 || c->hidden_size % 64 != 0 || c->hidden_size > (1 << 20))
+    return fail(MOE12X_ERROR_UNSUPPORTED_SHAPE,
+                "config.hidden_size = %d: must be a positive multiple of 64 (at most 2^20)", c->hidden_size);
+  if (c->intermediate_size < 64 || c->intermediate_size % 64 != 0 || c->intermediate_size > (1 << 20))
+    return fail(MOE12X_ERROR_UNSUPPORTED_SHAPE,
+                "config.intermediate_size = %d: must be a positive multiple of 64 (at most 2^20)",
+                c->intermediate_size);
+  if (c->top_k < 1 || c->top_k > 16)
+    return fail(MOE12X_ERROR_UNSUPPORTED_SHAPE, "config.top_k = %d: must be in 1..16", c->top_k);
+  if (c->max_tokens < 0 || c->max_tokens * c->top_k > INT32_MAX / 2)
+    return fail(MOE12X_ERROR_UNSUPPORTED_SHAPE,
+                "config.max_tokens = %" PRId64 ": must be >= 0 with max_tokens * top_k < 2^30",
+                c->max_tokens);
+  if (c->act_quant != MOE12X_ACT_QUANT_NVFP4 && c->act_quant != MOE12X_ACT_QUANT_NONE)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.act_quant = %d: expected 0 (nvfp4) or 1 (none)",
+                c->act_quant);
+  if (c->schedule < MOE12X_SCHEDULE_AUTO || c->schedule > MOE12X_SCHEDULE_DYNAMIC)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.schedule = %d: expected 0 (auto), 1 (static) or 2 (dynamic)",
+                c->schedule);
+  if (c->device < -1) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.device = %d: expected -1 or an ordinal", c->device);
+  return MOE12X_SUCCESS;
+}
+
+WorkspaceLayout ws_layout(const moe12x_config_t* c, int64_t tokens) {
+  return workspace_layout(tokens, c->top_k, c->num_local_experts, c->hidden_size,
+                          c->intermediate_size, c->act_quant == MOE12X_ACT_QUANT_NVFP4);
+}
+
+moe12x_status_t check_scale_count(const char* name, int32_t count, const moe12x_config_t* c) {
+  if (count == 1 || count == c->num_local_experts || count == c->num_experts) return MOE12X_SUCCESS;
+  return fail(MOE12X_ERROR_INVALID_ARGUMENT,
+              "inputs.%s_count = %d: expected 1, num_local_experts (%d) or num_experts (%d)", name,
+              count, c->num_local_experts, c->num_experts);
+}
+
+}  // namespace
+
+extern "C" {
+
+int moe12x_get_version(void) { return MOE12X_VERSION; }
+
+void moe12x_config_init(moe12x_config_t* config) {
+  if (!config) return;
+  std::memset(config, 0, sizeof(*config));
+  config->struct_size = sizeof(moe12x_config_t);
+  config->act_quant = MOE12X_ACT_QUANT_NVFP4;
+  config->schedule = MOE12X_SCHEDULE_AUTO;
+  config->device = -1;
+}
+
+moe12x_status_t moe12x_config_check(const moe12x_config_t* config) {
+  clear_error();
+  return check_config(config);
+}
+
+moe12x_status_t moe12x_scale_bytes(int64_t rows, int64_t k, int32_t scale_layout, size_t* bytes) {
+  clear_error();
+  if (!bytes) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "bytes: NULL pointer");
+  if (rows < 0 || k < 0 || k % 16 != 0)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "rows = %" PRId64 ", k = %" PRId64 ": need rows >= 0 and k a multiple of 16", rows, k);
+  if (scale_layout == MOE12X_SCALE_ROW_MAJOR) {
+    *bytes = size_t(rows) * size_t(k / 16);
+  } else if (scale_layout == MOE12X_SCALE_SWIZZLED_128x4) {
+    *bytes = size_t((rows + 127) / 128 * 128) * size_t((k / 16 + 3) / 4 * 4);
+  } else {
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "scale_layout = %d: expected 0 (row-major) or 1 (swizzled 128x4)", scale_layout);
+  }
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_prepared_weights_size(const moe12x_config_t* config, size_t* bytes) {
+  clear_error();
+  MOE12X_TRY(check_config(config));
+  if (!bytes) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "bytes: NULL pointer");
+  *bytes = prepared_layout(config->num_local_experts, config->hidden_size, config->intermediate_size).bytes;
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_workspace_size(const moe12x_config_t* config, int64_t num_tokens, size_t* bytes) {
+  clear_error();
+  MOE12X_TRY(check_config(config));
+  if (!bytes) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "bytes: NULL pointer");
+  if (num_tokens < 0 || num_tokens * config->top_k > INT32_MAX / 2)
+    return fail(MOE12X_ERROR_UNSUPPORTED_SHAPE, "num_tokens = %" PRId64 ": must be >= 0 with num_tokens * top_k < 2^30", num_tokens);
+  *bytes = ws_layout(config, num_tokens).bytes;
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_prepare_weights(const moe12x_config_t* config, const moe12x_weights_t* w,
+                                       void* prepared, size_t prepared_bytes, moe12x_stream_t stream) {
+  clear_error();
+  MOE12X_TRY(check_config(config));
+  if (!w) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "weights: NULL pointer");
+  if (w->struct_size < sizeof(moe12x_weights_t))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "weights.struct_size = %zu, expected >= %zu", w->struct_size,
+                sizeof(moe12x_weights_t));
+  const struct { const void* p; const char* name; } ptrs[] = {
+      {w->w13, "weights.w13"}, {w->w13_scale, "weights.w13_scale"}, {w->w13_global_scale, "weights.w13_global_scale"},
+      {w->w2, "weights.w2"}, {w->w2_scale, "weights.w2_scale"}, {w->w2_global_scale, "weights.w2_global_scale"},
+      {prepared, "prepared"}};
+  for (const auto& q : ptrs)
+    if (!q.p) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "%s: NULL pointer", q.name);
+  if (!aligned(w->w13_global_scale, 4) || !aligned(w->w2_global_scale, 4))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "weights.*_global_scale: must be 4-byte aligned fp32");
+  if (!aligned(prepared, 256)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "prepared: must be 256-byte aligned");
+  if (w->scale_layout != MOE12X_SCALE_ROW_MAJOR && w->scale_layout != MOE12X_SCALE_SWIZZLED_128x4)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "weights.scale_layout = %d: expected 0 or 1", w->scale_layout);
+  if (w->gate_up_order != MOE12X_UP_GATE && w->gate_up_order != MOE12X_GATE_UP)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "weights.gate_up_order = %d: expected 0 (up,gate) or 1 (gate,up)",
+                w->gate_up_order);
+  const PreparedLayout L = prepared_layout(config->num_local_experts, config->hidden_size, config->intermediate_size);
+  if (prepared_bytes < L.bytes)
+    return fail(MOE12X_ERROR_INSUFFICIENT_BUFFER, "prepared_bytes = %zu, need %zu (moe12x_prepared_weights_size)",
+                prepared_bytes, L.bytes);
+  DeviceGuard guard;
+  MOE12X_TRY(guard.enter(config->device));
+  uint8_t* base = static_cast<uint8_t*>(prepared);
+  const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  auto prep = [&](const MatrixLayout& m, const void* codes, const void* scales, const float* gs,
+                  bool fc1) {
+    PrepareArgs a{};
+    a.codes = static_cast<const uint8_t*>(codes);
+    a.scales = static_cast<const uint8_t*>(scales);
+    a.gscale = gs;
+    a.swizzled = w->scale_layout == MOE12X_SCALE_SWIZZLED_128x4;
+    a.fc1_interleave = fc1;
+    a.gate_first = w->gate_up_order == MOE12X_GATE_UP;
+    a.e_local = config->num_local_experts;
+    a.rows = m.rows;
+    a.k = m.k;
+    a.out_codes = base + m.codes_off;
+    a.out_scales = base + m.scales_off;
+    a.out_gscale = reinterpret_cast<float*>(base + m.gscale_off);
+    return launch_prepare(a, s);
+  };
+  MOE12X_CUDA_TRY(prep(L.w13, w->w13, w->w13_scale, w->w13_global_scale, true), "prepare W13 launch");
+  MOE12X_CUDA_TRY(prep(L.w2, w->w2, w->w2_scale, w->w2_global_scale, false), "prepare W2 launch");
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_select_schedule(const moe12x_config_t* config, int64_t num_tokens, int32_t* schedule) {
+  clear_error();
+  MOE12X_TRY(check_config(config));
+  if (!schedule) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "schedule: NULL pointer");
+  if (config->schedule != MOE12X_SCHEDULE_AUTO) {
+    *schedule = config->schedule;
+  } else {
+    // Decode while the mean rows per local expert fit one 64-row token tile.
+    const int64_t pairs = num_tokens * config->top_k;
+    *schedule = pairs <= int64_t(64) * config->num_local_experts ? MOE12X_SCHEDULE_STATIC : MOE12X_SCHEDULE_DYNAMIC;
+  }
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, const moe12x_inputs_t* in,
+                           void* workspace, size_t workspace_bytes, moe12x_stream_t stream) {
+  clear_error();
+  MOE12X_TRY(check_config(config));
+  if (!in) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs: NULL pointer");
+  if (in->struct_size < sizeof(moe12x_inputs_t))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.struct_size = %zu, expected >= %zu", in->struct_size,
+                sizeof(moe12x_inputs_t));
+  const int64_t T = in->num_tokens;
+  if (T < 0 || T > config->max_tokens)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.num_tokens = %" PRId64 ": must be in 0..config.max_tokens (%" PRId64 ")",
+                T, config->max_tokens);
+  if (!prepared) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "prepared: NULL pointer");
+  if (!aligned(prepared, 256)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "prepared: must be 256-byte aligned");
+  const bool fp4 = config->act_quant == MOE12X_ACT_QUANT_NVFP4;
+  if (!in->x || !in->out || !in->topk_ids || !in->topk_weights)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.%s: NULL pointer",
+                !in->x ? "x" : !in->out ? "out" : !in->topk_ids ? "topk_ids" : "topk_weights");
+  if (!aligned(in->x, 16)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.x: must be 16-byte aligned");
+  if (!aligned(in->out, 16)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.out: must be 16-byte aligned");
+  if (in->ids_dtype != MOE12X_DTYPE_INT32 && in->ids_dtype != MOE12X_DTYPE_INT64)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.ids_dtype = %d: expected INT32 or INT64", in->ids_dtype);
+  if (in->weights_dtype != MOE12X_DTYPE_FLOAT32 && in->weights_dtype != MOE12X_DTYPE_BFLOAT16)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.weights_dtype = %d: expected FLOAT32 or BFLOAT16",
+                in->weights_dtype);
+  if (!aligned(in->topk_ids, in->ids_dtype == MOE12X_DTYPE_INT64 ? 8 : 4))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.topk_ids: misaligned for its dtype");
+  if (!aligned(in->topk_weights, in->weights_dtype == MOE12X_DTYPE_FLOAT32 ? 4 : 2))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.topk_weights: misaligned for its dtype");
+  if (!in->fc2_input_scale || (fp4 && !in->fc1_input_scale))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.%s: NULL pointer",
+                !in->fc2_input_scale ? "fc2_input_scale" : "fc1_input_scale");
+  if (fp4) MOE12X_TRY(check_scale_count("fc1_input_scale", in->fc1_input_scale_count, config));
+  MOE12X_TRY(check_scale_count("fc2_input_scale", in->fc2_input_scale_count, config));
+  if (!aligned(in->fc2_input_scale, 4) || (fp4 && !aligned(in->fc1_input_scale, 4)))
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "inputs.fc*_input_scale: must be 4-byte aligned fp32");
+  if (T == 0) return MOE12X_SUCCESS;  // nothing to do; out untouched
+  const WorkspaceLayout W = ws_layout(config, T);
+  if (workspace_bytes < W.bytes)
+    return fail(MOE12X_ERROR_INSUFFICIENT_BUFFER, "workspace_bytes = %zu, need %zu for %" PRId64 " tokens",
+                workspace_bytes, W.bytes, T);
+  if (!workspace) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "workspace: NULL pointer");
+  if (!aligned(workspace, 256)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "workspace: must be 256-byte aligned");
+  DeviceGuard guard;
+  MOE12X_TRY(guard.enter(config->device));
+
+  const PreparedLayout L = prepared_layout(config->num_local_experts, config->hidden_size, config->intermediate_size);
+  const uint8_t* pw = static_cast<const uint8_t*>(prepared);
+  uint8_t* ws = static_cast<uint8_t*>(workspace);
+  MoeParams p{};
+  p.tokens = T;
+  p.hidden = config->hidden_size;
+  p.inter = config->intermediate_size;
+  p.top_k = config->top_k;
+  p.num_experts = config->num_experts;
+  p.e_local = config->num_local_experts;
+  p.local_offset = config->local_expert_offset;
+  p.act_fp4 = fp4;
+  p.block_n = choose_block_n(T * config->top_k, config->num_local_experts);
+  p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
+  p.x = static_cast<const uint16_t*>(in->x);
+  p.ids = in->topk_ids;
+  p.ids64 = in->ids_dtype == MOE12X_DTYPE_INT64;
+  p.topk_w = in->topk_weights;
+  p.w_bf16 = in->weights_dtype == MOE12X_DTYPE_BFLOAT16;
+  p.fc1_scale = fp4 ? in->fc1_input_scale : in->fc2_input_scale;  // unread in "none" mode
+  p.fc1_count = fp4 ? in->fc1_input_scale_count : in->fc2_input_scale_count;
+  p.fc2_scale = in->fc2_input_scale;
+  p.fc2_count = in->fc2_input_scale_count;
+  p.out = static_cast<uint16_t*>(in->out);
+  p.w13_codes = pw + L.w13.codes_off;
+  p.w13_scales = pw + L.w13.scales_off;
+  p.w13_gs = reinterpret_cast<const float*>(pw + L.w13.gscale_off);
+  p.w2_codes = pw + L.w2.codes_off;
+  p.w2_scales = pw + L.w2.scales_off;
+  p.w2_gs = reinterpret_cast<const float*>(pw + L.w2.gscale_off);
+  p.counts = reinterpret_cast<int*>(ws + W.counts);
+  p.offsets = p.counts + p.e_local;
+  p.tile_count = reinterpret_cast<int*>(ws + W.tile_count);
+  p.tiles = reinterpret_cast<int2*>(ws + W.tiles);
+  p.row_pair = reinterpret_cast<int*>(ws + W.row_pair);
+  p.xq = fp4 ? ws + W.xq : nullptr;
+  p.xq_sf = fp4 ? ws + W.xq_sf : nullptr;
+  p.act = ws + W.act;
+  p.act_sf = fp4 ? ws + W.act_sf : nullptr;
+  p.y = reinterpret_cast<float*>(ws + W.y);
+
+  const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  MOE12X_CUDA_TRY(launch_route(p, s), "route launch");
+  if (fp4) MOE12X_CUDA_TRY(launch_pack_fp4(p, s), "pack launch");
+  MOE12X_CUDA_TRY(launch_fc1(p, s), "FC1 launch");
+  MOE12X_CUDA_TRY(launch_fc2(p, s), "FC2 launch");
+  MOE12X_CUDA_TRY(launch_combine(p, s), "combine launch");
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_quantize_nvfp4(const void* x, int64_t rows, int64_t cols, int64_t ld,
+                                      const float* global_scale, void* q, void* scales,
+                                      int32_t scale_layout, moe12x_stream_t stream) {
+  clear_error();
+  if (rows < 0) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "rows = %" PRId64 ": must be >= 0", rows);
+  if (cols <= 0 || cols % 16 != 0)
+    return fail(MOE12X_ERROR_UNSUPPORTED_SHAPE, "cols = %" PRId64 ": must be a positive multiple of 16", cols);
+  if (ld < cols) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "ld = %" PRId64 ": must be >= cols (%" PRId64 ")", ld, cols);
+  if (scale_layout != MOE12X_SCALE_ROW_MAJOR && scale_layout != MOE12X_SCALE_SWIZZLED_128x4)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "scale_layout = %d: expected 0 or 1", scale_layout);
+  if (!x || !global_scale || !q || !scales)
+    return fail(MOE12X_ERROR_INVALID_ARGUMENT, "%s: NULL pointer",
+                !x ? "x" : !global_scale ? "global_scale" : !q ? "q" : "scales");
+  if (!aligned(x, 2)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "x: must be 2-byte aligned bf16");
+  if (!aligned(q, 8)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "q: must be 8-byte aligned");
+  if (!aligned(global_scale, 4)) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "global_scale: must be 4-byte aligned");
+  DeviceGuard guard;
+  MOE12X_TRY(guard.enter(-1));
+  if (rows == 0) return MOE12X_SUCCESS;
+  MOE12X_CUDA_TRY(launch_quantize(static_cast<const uint16_t*>(x), rows, cols, ld, global_scale,
+                                  static_cast<uint8_t*>(q), static_cast<uint8_t*>(scales),
+                                  scale_layout == MOE12X_SCALE_SWIZZLED_128x4,
+                                  reinterpret_cast<cudaStream_t>(stream)),
+                  "quantize launch");
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_device_count(int* count) {
+  clear_error();
+  if (!count) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "count: NULL pointer");
+  *count = 0;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return MOE12X_SUCCESS;  // no driver / no device: zero devices, not an error
+  }
+  *count = n;
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_device_malloc(int device, size_t bytes, void** ptr) {
+  clear_error();
+  if (!ptr) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "ptr: NULL pointer");
+  *ptr = nullptr;
+  DeviceGuard guard;
+  MOE12X_TRY(guard.enter(device));
+  if (bytes == 0) return MOE12X_SUCCESS;
+  MOE12X_CUDA_TRY(cudaMalloc(ptr, bytes), "cudaMalloc");
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_device_free(int device, void* ptr) {
+  clear_error();
+  if (!ptr) return MOE12X_SUCCESS;
+  DeviceGuard guard;
+  MOE12X_TRY(guard.enter(device));
+  MOE12X_CUDA_TRY(cudaFree(ptr), "cudaFree");
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_memcpy(void* dst, const void* src, size_t bytes, moe12x_stream_t stream) {
+  clear_error();
+  if (bytes == 0) return MOE12X_SUCCESS;
+  if (!dst || !src) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "%s: NULL pointer", !dst ? "dst" : "src");
+  MOE12X_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, reinterpret_cast<cudaStream_t>(stream)),
+                  "cudaMemcpyAsync");
+  return MOE12X_SUCCESS;
+}
+
+moe12x_status_t moe12x_stream_synchronize(moe12x_stream_t stream) {
+  clear_error();
+  MOE12X_CUDA_TRY(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+  return MOE12X_SUCCESS;
+}
+
+}  // extern "C"

@@ -1,0 +1,116 @@
+// NVFP4 numerics shared by every kernel: exact e4m3 / e2m1 encoders (SPEC §2) and the
+// register dequantization of the prepared weight layout. Software encoders on purpose:
+// cvt.rn.satfinite.e2m1x2 is SM100+ only, and one code path keeps SM90/SM120/PTX bit-identical.
+#pragma once
+#include <cstdint>
+#include <cuda_bf16.h>
+
+namespace moe12x {
+
+// ---- e4m3 (fn) ---------------------------------------------------------------------------
+__device__ __forceinline__ float e4m3_decode(uint32_t b) {
+  const uint32_t e = (b >> 3) & 0xF, m = b & 7;
+  float v;
+  if (e == 0) {
+    v = float(m) * (1.0f / 512.0f);  // subnormal: m * 2^-9, exact
+  } else {
+    uint32_t bits = ((e + 120u) << 23) | (m << 20);
+    v = __uint_as_float(bits);
+  }
+  return (b & 0x80) ? -v : v;
+}
+
+// Round-to-nearest-even, saturating to 448; t must be >= 0 (a scale).
+__device__ __forceinline__ uint32_t e4m3_encode_nonneg(float t) {
+  if (!(t < 448.0f)) return 0x7E;              // >= 448, inf: satfinite (NaN too)
+  if (t < 0.015625f) {                           // below 2^-6: subnormal grid m * 2^-9
+    return uint32_t(rintf(t * 512.0f));        // exact scaling; 8 -> 0x08 = 2^-6 (normal)
+  }
+  const uint32_t bits = __float_as_uint(t);
+  const uint32_t r = bits + 0x7FFFFu + ((bits >> 20) & 1u);  // RNE to 3 mantissa bits
+  const uint32_t c = (r >> 20) - (120u << 3);
+  return c > 0x7Eu ? 0x7Eu : c;
+}
+
+// ---- e2m1 ----------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t e2m1_encode(float v) {
+  const float a = fabsf(v);
+  uint32_t m;
+  if (a <= 0.25f) m = 0;        // ties to even at every midpoint
+  else if (a < 0.75f) m = 1;
+  else if (a <= 1.25f) m = 2;
+  else if (a < 1.75f) m = 3;
+  else if (a <= 2.5f) m = 4;
+  else if (a < 3.5f) m = 5;
+  else if (a <= 5.0f) m = 6;
+  else m = 7;                   // saturate (inf, NaN too)
+  return m | (signbit(v) ? 8u : 0u);
+}
+
+__device__ __forceinline__ float e2m1_decode(uint32_t c) {
+  const uint32_t m = c & 7;
+  const float mag = m < 2 ? 0.5f * float(m) : float(2 + (m & 1)) * float(1u << (m >> 1)) * 0.25f;
+  return (c & 8) ? -mag : mag;
+}
+
+// ---- block quantization (SPEC §2, exact op order) -------------------------------------------
+struct BlockScale {
+  uint32_t sf;    // e4m3 byte
+  float denom;    // dec(sf) * gs; 0 => every code is 0
+};
+
+__device__ __forceinline__ BlockScale nvfp4_block_scale(float amax, float gs) {
+  BlockScale s{0u, 0.0f};
+  if (amax == 0.0f || gs == 0.0f) return s;
+  const float t = __fdiv_rn(__fdiv_rn(amax, 6.0f), gs);
+  s.sf = e4m3_encode_nonneg(t);
+  const float d = e4m3_decode(s.sf);
+  s.denom = d == 0.0f ? 0.0f : __fmul_rn(d, gs);
+  return s;
+}
+
+__device__ __forceinline__ uint32_t nvfp4_code(float v, const BlockScale& s) {
+  return s.denom == 0.0f ? 0u : e2m1_encode(__fdiv_rn(v, s.denom));
+}
+
+// ---- prepared-weight dequantization --------------------------------------------------------
+// A prepared 32-bit word holds the 8 codes one lane needs for one m16n8k16 A fragment:
+// nibble 3/7 -> a0 (row g, k 2t/2t+1), 2/6 -> a1 (row g+8), 1/5 -> a2 (row g, k+8), 0/4 -> a3.
+// Placing the 3 magnitude bits at bf16 bits 6..8 gives q * 2^-126 (code 1 lands on a bf16
+// subnormal, exactly 0.5 * 2^-126); one bf16 FMA with S = sf * 2^118 yields q * sf * 2^-8,
+// exact because q * sf has at most 5 significant bits. kAccScale undoes the 2^-8.
+constexpr float kAccScale = 256.0f;
+
+// Prepared scale code: 0 never occurs (zero-scale blocks are zeroed at preparation); else
+// code = E << 3 | m with sf = 2^(E-10) * (1 + m/8), E in 1..18 (e4m3 subnormals normalized).
+// S bits = code << 4 + (235 << 7): exponent field E + 235 <= 253, so S = sf * 2^118 exactly.
+__device__ __forceinline__ uint32_t scale_pair(uint32_t codes4, uint32_t j) {
+  // bytes [c_j, 0, c_j, 0] -> two bf16 S values
+  const uint32_t sel = j | (4u << 4) | (j << 8) | (4u << 12);
+  uint32_t x;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(x) : "r"(codes4), "r"(0u), "r"(sel));
+  return x * 16u + 0x75807580u;
+}
+
+__device__ __forceinline__ uint32_t bf16x2_mul_exact(uint32_t a, uint32_t b) {
+  uint32_t d;
+  // fma with -0 addend: exact product, +0 stays +0, subnormal inputs honoured (no .ftz for bf16)
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+  return d;
+}
+
+// One prepared word + the two scale pairs of its rows -> the 4 A registers of one k16 step.
+__device__ __forceinline__ void dequant_a_frag(uint32_t q, uint32_t s_g, uint32_t s_g8,
+                                               uint32_t (&a)[4]) {
+  const uint32_t kSign = 0x80008000u, kMag = 0x01C001C0u;
+  const uint32_t r0 = (q & kSign) | ((q >> 6) & kMag);
+  const uint32_t r1 = ((q << 4) & kSign) | ((q >> 2) & kMag);
+  const uint32_t r2 = ((q << 8) & kSign) | ((q << 2) & kMag);
+  const uint32_t r3 = ((q << 12) & kSign) | ((q << 6) & kMag);
+  a[0] = bf16x2_mul_exact(r0, s_g);
+  a[1] = bf16x2_mul_exact(r1, s_g8);
+  a[2] = bf16x2_mul_exact(r2, s_g);
+  a[3] = bf16x2_mul_exact(r3, s_g8);
+}
+
+}  // namespace moe12x

@@ -1,0 +1,129 @@
+// Plain parameter structs shared by host launchers and kernels, and the byte layouts of the
+// prepared weights and the workspace. Host code computes the layouts; kernels only read them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector_types.h>  // int2
+
+#ifdef __CUDACC__
+#define MOE12X_HD __host__ __device__
+#else
+#define MOE12X_HD
+#endif
+
+namespace moe12x {
+
+constexpr int kWarpRows = 16;     // rows of one m16 MMA tile
+constexpr int kKBlock = 64;       // K elements per prepared block (4 k16 steps, 16 B per lane)
+constexpr int kFragBytes = 512;   // one (m16, k64) block of codes: 32 lanes x 16 B
+constexpr int kScaleBytes = 64;   // its scale codes: 16 rows x 4 blocks
+constexpr int kCtaThreads = 128;  // 4 MMA warps
+constexpr int kCtaRows = 128;     // prepared rows per CTA (2 m16 tiles per warp)
+constexpr int kChunkK = 256;      // K elements staged in shared memory per step
+
+inline size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+// Prepared weights of one matrix kind for all local experts (fragment-major, see prep/).
+struct MatrixLayout {
+  int rows, k;                 // logical [rows, k] per expert
+  size_t codes_off, scales_off, gscale_off;
+  size_t codes_per_expert() const { return size_t(rows) * k / 2; }
+  size_t scales_per_expert() const { return size_t(rows) * k / 16; }
+};
+
+struct PreparedLayout {
+  MatrixLayout w13, w2;
+  size_t bytes;
+};
+
+inline PreparedLayout prepared_layout(int e_local, int hidden, int inter) {
+  PreparedLayout p{};
+  size_t off = 0;
+  auto place = [&](MatrixLayout& m, int rows, int k) {
+    m.rows = rows; m.k = k;
+    m.codes_off = off;  off = align_up(off + m.codes_per_expert() * e_local, 256);
+    m.scales_off = off; off = align_up(off + m.scales_per_expert() * e_local, 256);
+    m.gscale_off = off; off = align_up(off + sizeof(float) * e_local, 256);
+  };
+  place(p.w13, 2 * inter, hidden);
+  place(p.w2, hidden, inter);
+  p.bytes = off;
+  return p;
+}
+
+// Workspace: routing tables, packed activations, the intermediate, and per-slot FC2 outputs.
+struct WorkspaceLayout {
+  size_t counts, tile_count, tiles, row_pair, xq, xq_sf, act, act_sf, y;
+  size_t bytes;
+  int64_t pairs, max_tiles;
+};
+
+inline int64_t max_tiles_for(int64_t pairs, int e_local, int block_n) {
+  const int64_t by_rows = (pairs + block_n - 1) / block_n + e_local;
+  const int64_t by_pairs = pairs;  // never more tiles than non-empty rows
+  return by_rows < by_pairs ? by_rows : by_pairs;
+}
+
+inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, int hidden,
+                                        int inter, bool act_fp4) {
+  WorkspaceLayout w{};
+  w.pairs = tokens * top_k;
+  w.max_tiles = max_tiles_for(w.pairs, e_local, 8);  // smallest tile: upper bound for all
+  size_t off = 0;
+  auto take = [&](size_t& field, size_t n) { field = off; off = align_up(off + n, 256); };
+  take(w.counts, sizeof(int) * (2 * size_t(e_local) + 1));  // counts, offsets
+  take(w.tile_count, sizeof(int) * 4);
+  take(w.tiles, sizeof(int) * 2 * size_t(w.max_tiles));
+  take(w.row_pair, sizeof(int) * size_t(w.pairs));
+  const size_t P = size_t(w.pairs);
+  if (act_fp4) {
+    take(w.xq, P * hidden / 2);
+    take(w.xq_sf, P * hidden / 16);
+    take(w.act, P * inter / 2);
+    take(w.act_sf, P * inter / 16);
+  } else {
+    w.xq = w.xq_sf = w.act_sf = 0;  // FC1 gathers bf16 rows of x directly
+    take(w.act, P * inter * 2);
+  }
+  take(w.y, P * hidden * sizeof(float));
+  w.bytes = off;
+  return w;
+}
+
+// Everything a launch needs. Pointers are device pointers.
+struct MoeParams {
+  // shape
+  int64_t tokens;
+  int hidden, inter, top_k, num_experts, e_local, local_offset;
+  bool act_fp4;
+  int block_n;
+  int64_t max_tiles;
+  // inputs
+  const uint16_t* x;           // bf16 [T, H]
+  const void* ids;             // [T, k]
+  bool ids64;
+  const void* topk_w;          // [T, k]
+  bool w_bf16;
+  const float* fc1_scale; int fc1_count;
+  const float* fc2_scale; int fc2_count;
+  uint16_t* out;               // bf16 [T, H]
+  // prepared weights
+  const uint8_t* w13_codes; const uint8_t* w13_scales; const float* w13_gs;
+  const uint8_t* w2_codes;  const uint8_t* w2_scales;  const float* w2_gs;
+  // workspace
+  int* counts;      // [E_local]
+  int* offsets;     // [E_local + 1]
+  int* tile_count;  // [1]
+  int2* tiles;      // (expert, first row)
+  int* row_pair;    // packed row -> pair index t * k + j
+  uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode)
+  uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16
+  float* y;                      // [T * k, H] fp32, already multiplied by the routing weight
+};
+
+// Index of an input scale for local expert el given how many values the caller passed.
+MOE12X_HD inline int input_scale_index(int count, int el, int e_local, int offset) {
+  return count == 1 ? 0 : (count == e_local ? el : el + offset);
+}
+
+}  // namespace moe12x
