@@ -205,7 +205,9 @@ moe12x_status_t moe12x_select_schedule(const moe12x_config_t* config, int64_t nu
   clear_error();
   MOE12X_TRY(check_config(config));
   if (!schedule) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "schedule: NULL pointer");
-  if (config->schedule != MOE12X_SCHEDULE_AUTO) {
+  if (config->num_local_experts > kMaxStaticExperts) {
+    *schedule = MOE12X_SCHEDULE_DYNAMIC;  // the static kernel scans experts in shared memory
+  } else if (config->schedule != MOE12X_SCHEDULE_AUTO) {
     *schedule = config->schedule;
   } else {
     // Decode while the mean rows per local expert fit one 64-row token tile.
@@ -293,6 +295,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.w2_gs = reinterpret_cast<const float*>(pw + L.w2.gscale_off);
   p.counts = reinterpret_cast<int*>(ws + W.counts);
   p.offsets = p.counts + p.e_local;
+  p.cursor = p.offsets + p.e_local + 1;
   p.tile_count = reinterpret_cast<int*>(ws + W.tile_count);
   p.tiles = reinterpret_cast<int2*>(ws + W.tiles);
   p.row_pair = reinterpret_cast<int*>(ws + W.row_pair);
@@ -303,6 +306,12 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.y = reinterpret_cast<float*>(ws + W.y);
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  int32_t schedule = 0;
+  MOE12X_TRY(moe12x_select_schedule(config, T, &schedule));
+  if (schedule == MOE12X_SCHEDULE_STATIC) {
+    MOE12X_CUDA_TRY(launch_static(p, s), "static-schedule cooperative launch");
+    return MOE12X_SUCCESS;
+  }
   MOE12X_CUDA_TRY(launch_route(p, s), "route launch");
   if (fp4) MOE12X_CUDA_TRY(launch_pack_fp4(p, s), "pack launch");
   MOE12X_CUDA_TRY(launch_fc1(p, s), "FC1 launch");

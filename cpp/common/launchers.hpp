@@ -11,6 +11,8 @@ cudaError_t launch_pack_fp4(const MoeParams& p, cudaStream_t stream);
 // instantiations/: FC1 + SwiGLU + quantize, and FC2 + routing weight, for a token tile width.
 cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream);
 cudaError_t launch_fc2(const MoeParams& p, cudaStream_t stream);
+// kernel/moe_static.cuh: the whole layer in one persistent cooperative launch.
+cudaError_t launch_static(const MoeParams& p, cudaStream_t stream);
 // combine/: deterministic slot-order sum into bf16 out.
 cudaError_t launch_combine(const MoeParams& p, cudaStream_t stream);
 // prep/: canonical NVFP4 -> fragment-major prepared layout.

@@ -20,6 +20,7 @@ constexpr int kScaleBytes = 64;   // its scale codes: 16 rows x 4 blocks
 constexpr int kCtaThreads = 128;  // 4 MMA warps
 constexpr int kCtaRows = 128;     // prepared rows per CTA (2 m16 tiles per warp)
 constexpr int kChunkK = 256;      // K elements staged in shared memory per step
+constexpr int kMaxStaticExperts = 1024;  // the static kernel scans experts in shared memory
 
 inline size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -71,7 +72,7 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
   w.max_tiles = max_tiles_for(w.pairs, e_local, 8);  // smallest tile: upper bound for all
   size_t off = 0;
   auto take = [&](size_t& field, size_t n) { field = off; off = align_up(off + n, 256); };
-  take(w.counts, sizeof(int) * (2 * size_t(e_local) + 1));  // counts, offsets
+  take(w.counts, sizeof(int) * (3 * size_t(e_local) + 1));  // counts, offsets, cursor
   take(w.tile_count, sizeof(int) * 4);
   take(w.tiles, sizeof(int) * 2 * size_t(w.max_tiles));
   take(w.row_pair, sizeof(int) * size_t(w.pairs));
@@ -113,6 +114,7 @@ struct MoeParams {
   // workspace
   int* counts;      // [E_local]
   int* offsets;     // [E_local + 1]
+  int* cursor;      // [E_local] scatter cursors (static schedule)
   int* tile_count;  // [1]
   int2* tiles;      // (expert, first row)
   int* row_pair;    // packed row -> pair index t * k + j

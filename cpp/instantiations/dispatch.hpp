@@ -1,11 +1,13 @@
-// Token-tile width dispatch for the grouped GEMMs (one instantiation per width, one TU each).
+// Token-tile width dispatch (one instantiation per width, one TU each).
 #pragma once
 #include <cuda_runtime_api.h>
 #include "common/params.hpp"
 
 namespace moe12x {
+enum class Launch { kFc1, kFc2, kStatic };
+
 template <int NB>
-cudaError_t launch_gemm_nb(const MoeParams& p, bool fc1, cudaStream_t stream);
+cudaError_t launch_nb(const MoeParams& p, Launch which, cudaStream_t stream);
 
 // block_n = 8 * NB rows of one expert per tile: the smallest width that covers the mean
 // routed rows per active expert, capped at 64.

@@ -1,15 +1,17 @@
-// One token-tile width per translation unit so the build parallelizes.
-#include "epilogue/fc1_swiglu_quant.cuh"
-#include "epilogue/fc2_weighted_store.cuh"
+// Token-tile width 8: the grouped FC1/FC2 kernels and the persistent static kernel.
+// One width per translation unit so the build parallelizes.
 #include "instantiations/dispatch.hpp"
-#include "kernel/moe_gemm.cuh"
+#include "kernel/moe_static.cuh"
 #include "mainloop/sm80_mma_fp4.cuh"
 
 namespace moe12x {
 template <>
-cudaError_t launch_gemm_nb<1>(const MoeParams& p, bool fc1, cudaStream_t stream) {
+cudaError_t launch_nb<1>(const MoeParams& p, Launch which, cudaStream_t stream) {
   using Mainloop = Sm80MmaFp4Mainloop<1>;
-  return fc1 ? launch_moe_gemm<Gemm::kFc1, Mainloop, Fc1SwigluQuantEpilogue, ExpertTileScheduler>(p, stream)
-             : launch_moe_gemm<Gemm::kFc2, Mainloop, Fc2WeightedStoreEpilogue, ExpertTileScheduler>(p, stream);
+  switch (which) {
+    case Launch::kFc1: return launch_moe_gemm_grouped<MoeGemm<Gemm::kFc1, Mainloop, Fc1SwigluQuantEpilogue>>(p, stream);
+    case Launch::kFc2: return launch_moe_gemm_grouped<MoeGemm<Gemm::kFc2, Mainloop, Fc2WeightedStoreEpilogue>>(p, stream);
+    default: return launch_moe_static<Mainloop>(p, stream);
+  }
 }
 }  // namespace moe12x

@@ -1,6 +1,7 @@
-// The grouped expert GEMM kernel: a CTA of 4 warps computes 128 prepared weight rows x one
-// routed token tile, for each tile the scheduler hands it. Mainloop (arch policy), Epilogue
-// (FC1 SwiGLU+quant or FC2 weighted store) and the scheduler are template parameters.
+// One grouped-GEMM work item: a CTA of 4 warps computes 128 prepared weight rows (m-block) of
+// one expert for one routed token tile. Mainloop (arch policy) and Epilogue (FC1 SwiGLU+quant or
+// FC2 weighted store) are template parameters; schedulers (scheduler/) decide which items a CTA
+// runs, so the same body serves the grouped launch and the persistent static kernel.
 #pragma once
 #include "common/params.hpp"
 #include "mainloop/activation_stage.cuh"
@@ -10,53 +11,52 @@ namespace moe12x {
 
 enum class Gemm { kFc1, kFc2 };
 
-template <Gemm kWhich, class Mainloop, class Epilogue, class Scheduler>
-struct MoeGemmKernel {
+template <Gemm kWhich, class Mainloop, class Epilogue>
+struct MoeGemm {
+  static constexpr bool kFc1 = kWhich == Gemm::kFc1;
   static constexpr int kNB = Mainloop::kBN / 8;
+  using SharedStorage = typename Mainloop::SharedStorage;
 
-  __device__ static void run(const MoeParams& p, typename Mainloop::SharedStorage& smem) {
+  __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
+  __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kCtaRows - 1) / kCtaRows; }
+
+  __device__ static void run_item(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
+                                  int mblock) {
     const int warp = threadIdx.x / 32;
-    const int warp_row0 = blockIdx.x * kCtaRows + warp * 2 * kWarpRows;
-    const bool fc1 = kWhich == Gemm::kFc1;
-    const int rows = fc1 ? 2 * p.inter : p.hidden;
-    const int K = fc1 ? p.hidden : p.inter;
-    const int mtiles = max(0, min(2, (rows - warp_row0) / kWarpRows));
-    const uint8_t* codes = fc1 ? p.w13_codes : p.w2_codes;
-    const uint8_t* scales = fc1 ? p.w13_scales : p.w2_scales;
-    const size_t codes_per_expert = size_t(rows) * K / 2, scales_per_expert = size_t(rows) * K / 16;
+    const int warp_row0 = mblock * kCtaRows + warp * 2 * kWarpRows;
+    const int K = kFc1 ? p.hidden : p.inter;
+    const int mtiles = max(0, min(2, (rows(p) - warp_row0) / kWarpRows));
+    const size_t codes_per_expert = size_t(rows(p)) * K / 2, scales_per_expert = size_t(rows(p)) * K / 16;
+    const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + tile.expert * codes_per_expert;
+    const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + tile.expert * scales_per_expert;
 
     ActivationRows act;
     act.K = K;
     act.fp4 = p.act_fp4;
-    act.codes = fc1 ? p.xq : p.act;
-    act.scales = fc1 ? p.xq_sf : p.act_sf;
-    act.bf16 = fc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
-    act.gather = (fc1 && !p.act_fp4) ? p.row_pair : nullptr;
+    act.codes = kFc1 ? p.xq : p.act;
+    act.scales = kFc1 ? p.xq_sf : p.act_sf;
+    act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
+    act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
     act.gather_div = p.top_k;
 
-    for (Scheduler sched(p); sched.valid(); sched.advance()) {
-      const ExpertTile tile = sched.tile();
-      typename Mainloop::Accum acc;
-      Mainloop::run(codes + tile.expert * codes_per_expert, scales + tile.expert * scales_per_expert,
-                    K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
-      if (mtiles > 0) Epilogue::template apply<kNB>(p, tile, warp_row0, acc);
-    }
+    typename Mainloop::Accum acc;
+    Mainloop::run(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
+    if (mtiles > 0) Epilogue::template apply<kNB>(p, tile, warp_row0, acc);
   }
 };
 
-template <class Kernel, class Mainloop>
-__global__ void __launch_bounds__(kCtaThreads) moe_gemm_entry(const MoeParams p) {
-  __shared__ typename Mainloop::SharedStorage smem;
-  Kernel::run(p, smem);
+// Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list.
+template <class Gemm_>
+__global__ void __launch_bounds__(kCtaThreads) moe_gemm_grouped_kernel(const MoeParams p) {
+  __shared__ typename Gemm_::SharedStorage smem;
+  for (GridTileScheduler s(p); s.valid(); s.advance()) Gemm_::run_item(p, smem, s.tile(), blockIdx.x);
 }
 
-template <Gemm kWhich, class Mainloop, class Epilogue, class Scheduler>
-cudaError_t launch_moe_gemm(const MoeParams& p, cudaStream_t stream) {
-  using Kernel = MoeGemmKernel<kWhich, Mainloop, Epilogue, Scheduler>;
-  const int rows = kWhich == Gemm::kFc1 ? 2 * p.inter : p.hidden;
+template <class Gemm_>
+cudaError_t launch_moe_gemm_grouped(const MoeParams& p, cudaStream_t stream) {
   const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
-  const dim3 grid((rows + kCtaRows - 1) / kCtaRows, unsigned(ytiles > 0 ? ytiles : 1));
-  moe_gemm_entry<Kernel, Mainloop><<<grid, kCtaThreads, 0, stream>>>(p);
+  const dim3 grid(Gemm_::mblocks(p), unsigned(ytiles > 0 ? ytiles : 1));
+  moe_gemm_grouped_kernel<Gemm_><<<grid, kCtaThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

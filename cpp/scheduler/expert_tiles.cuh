@@ -1,6 +1,8 @@
-// Tile scheduler over the routed tile list: gridDim.x strides the output rows of a weight
-// matrix, blockIdx.y walks (expert, row-tile) entries written by the route kernel. The list
-// length lives in device memory, so the launch shape is fixed and graph-capturable.
+// Schedulers over the routed tile list written by routing/. The list length lives in device
+// memory, so launch shapes are fixed and graph-capturable.
+//   GridTileScheduler:       blockIdx.x = m-block, blockIdx.y strides tiles (grouped launch).
+//   PersistentTileScheduler: a persistent grid strides linearized (tile, m-block) items, m-block
+//                            fastest so consecutive CTAs share a token tile.
 #pragma once
 #include "common/params.hpp"
 
@@ -12,22 +14,31 @@ struct ExpertTile {
   int nrows;   // valid rows, <= block_n
 };
 
-struct ExpertTileScheduler {
+__device__ __forceinline__ ExpertTile load_tile(const MoeParams& p, int idx) {
+  const int2 t = p.tiles[idx];
+  const int n = p.offsets[t.x + 1] - t.y;
+  return ExpertTile{t.x, t.y, n < p.block_n ? n : p.block_n};
+}
+
+struct GridTileScheduler {
   const MoeParams& p;
-  int count;
-  int idx;
-
-  __device__ explicit ExpertTileScheduler(const MoeParams& params)
+  int count, idx;
+  __device__ explicit GridTileScheduler(const MoeParams& params)
       : p(params), count(*params.tile_count), idx(blockIdx.y) {}
-
   __device__ bool valid() const { return idx < count; }
   __device__ void advance() { idx += gridDim.y; }
-  __device__ ExpertTile tile() const {
-    const int2 t = p.tiles[idx];
-    const int end = p.offsets[t.x + 1];
-    const int n = end - t.y;
-    return ExpertTile{t.x, t.y, n < p.block_n ? n : p.block_n};
-  }
+  __device__ ExpertTile tile() const { return load_tile(p, idx); }
+};
+
+struct PersistentTileScheduler {
+  const MoeParams& p;
+  int mblocks, items, idx;
+  __device__ PersistentTileScheduler(const MoeParams& params, int mblocks_)
+      : p(params), mblocks(mblocks_), items(*params.tile_count * mblocks_), idx(blockIdx.x) {}
+  __device__ bool valid() const { return idx < items; }
+  __device__ void advance() { idx += gridDim.x; }
+  __device__ ExpertTile tile() const { return load_tile(p, idx / mblocks); }
+  __device__ int mblock() const { return idx % mblocks; }
 };
 
 }  // namespace moe12x
