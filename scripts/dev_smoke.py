@@ -15,9 +15,14 @@ import numpy as np
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("reference", ROOT / "pymoe" / "reference.py")
-ref = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ref)
+sys.path.insert(0, str(ROOT / "scripts"))
+import dev_ref  # noqa: E402  (the lead's independent model; always used)
+
+ref = None  # pymoe.reference, cross-checked against dev_ref when present
+if (ROOT / "pymoe" / "reference.py").exists():
+    spec = importlib.util.spec_from_file_location("reference", ROOT / "pymoe" / "reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
 
 lib = C.CDLL(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".devbuild" / "libmoe12x.so"))
 lib.moe12x_get_last_error.restype = C.c_char_p
@@ -56,7 +61,11 @@ def dev(a):
 
 
 def bf16_bits(x32):
-    return ref.float32_to_bf16_bits(x32.astype(np.float32)).view(np.int16)
+    return (dev_ref.bf16(x32).view(np.uint32) >> 16).astype(np.uint16).view(np.int16)
+
+
+def from_bf16_bits(b):
+    return (b.astype(np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 rng = np.random.default_rng(int(time.time()))
@@ -67,13 +76,13 @@ def quant_case(rows, cols, gs, swizzled, ld=None):
     global failures
     ld = ld or cols
     x = (rng.standard_normal((rows, ld)) * np.exp(rng.uniform(-12, 4, (rows, 1)))).astype(np.float32)
-    x = ref.bf16_round(x)
+    x = dev_ref.bf16(x)
     x[0, :16] = 0.0
     if rows > 1:
         x[1, :16] = -0.0
     xd = dev(bf16_bits(x))
     layout = "swizzled" if swizzled else "row_major"
-    nsf = ref.scale_bytes(rows, cols, layout)
+    nsf = ((rows + 127) // 128 * 128) * ((cols // 16 + 3) // 4 * 4) if swizzled else rows * cols // 16
     q = torch.full((rows, cols // 2), 0xAB, dtype=torch.uint8, device="cuda")
     sf = torch.full((nsf,), 0xCD, dtype=torch.uint8, device="cuda")
     g = dev(np.array([gs], np.float32))
@@ -81,7 +90,12 @@ def quant_case(rows, cols, gs, swizzled, ld=None):
                                     C.c_void_p(g.data_ptr()), C.c_void_p(q.data_ptr()), C.c_void_p(sf.data_ptr()),
                                     C.c_int32(1 if swizzled else 0), None), "quantize")
     torch.cuda.synchronize()
-    rq, rsf = ref.quantize_nvfp4(x[:, :cols], np.float32(gs), scale_layout=layout)
+    dq, dsf = dev_ref.quantize(x[:, :cols], gs)
+    rq, rsf = dev_ref.pack(dq), (dev_ref.swizzle(dsf, rows, cols) if swizzled else dsf)
+    if ref is not None:
+        pq, psf = ref.quantize_nvfp4(x[:, :cols], np.float32(gs), scale_layout=layout)
+        agree = np.array_equal(pq, rq) and np.array_equal(np.asarray(psf).reshape(-1), rsf.reshape(-1))
+        print(f"  pymoe.reference agrees with dev_ref: {agree}")
     ok_q = np.array_equal(q.cpu().numpy(), rq)
     ok_s = np.array_equal(sf.cpu().numpy().reshape(-1), np.asarray(rsf).reshape(-1))
     status = "ok" if ok_q and ok_s else "FAIL"
@@ -97,7 +111,7 @@ def random_weights(E, rows, k, layout):
     sf[rng.random(sf.shape) < 0.02] = rng.integers(0, 8)  # subnormal and zero scales
     gs = (rng.uniform(0.5, 2.0, E) / 64).astype(np.float32)
     if layout == "swizzled":
-        sf = np.stack([ref.swizzle_scales(sf[e], k) for e in range(E)])
+        sf = np.stack([dev_ref.swizzle(sf[e], rows, k) for e in range(E)])
     return codes, sf, gs
 
 
@@ -107,7 +121,7 @@ def moe_case(E, k, H, I, T, act="nvfp4", order="up_gate", layout="row_major", E_
     E_local = E_local or E
     w13, s13, g13 = random_weights(E_local, 2 * I, H, layout)
     w2, s2, g2 = random_weights(E_local, H, I, layout)
-    x = ref.bf16_round(rng.standard_normal((T, H)).astype(np.float32))
+    x = dev_ref.bf16(rng.standard_normal((T, H)).astype(np.float32))
     ids = np.stack([rng.permutation(E)[:k] for _ in range(T)]).astype(np.int32) if ids_override is None else ids_override
     tw = rng.uniform(0.1, 1.0, (T, k)).astype(np.float32)
     n_sc = E_local if per_expert_scale else 1
@@ -138,32 +152,46 @@ def moe_case(E, k, H, I, T, act="nvfp4", order="up_gate", layout="row_major", E_
         check(lib.moe12x_run(C.byref(cfg), C.c_void_p(prepared.data_ptr()), C.byref(inp),
                              C.c_void_p(ws.data_ptr()), wsb, None), "run")
 
-    run()
+    outs = {}
+    for sched in (1, 2):  # static, dynamic: must agree bitwise
+        cfg.schedule = sched
+        out.fill_(0x7FC0)
+        run()
+        outs[sched] = out.clone()
+    same_sched = torch.equal(outs[1], outs[2])
+    cfg.schedule = 0
     torch.cuda.synchronize()
-    got = ref.bf16_bits_to_float32(out.cpu().numpy().view(np.uint16))
-    want = ref.moe_forward(x, ids, tw, w13, s13, g13, w2, s2, g2, fc1, fc2, num_experts=E,
+    got = from_bf16_bits(out.cpu().numpy().view(np.uint16))
+    want = dev_ref.moe(x, ids, tw, w13, s13, g13, w2, s2, g2, fc1, fc2, E, offset, act, order, layout)
+    if ref is not None:
+        want2 = ref.moe_forward(x, ids, tw, w13, s13, g13, w2, s2, g2, fc1, fc2, num_experts=E,
                            local_expert_offset=offset, act_quant=act, gate_up_order=order, scale_layout=layout)
+        r2 = float(np.linalg.norm(want2 - want) / max(np.linalg.norm(want), 1e-30))
+        print(f"  pymoe.reference vs dev_ref rel_l2={r2:.2e}")
     unwritten = int(np.isnan(got).sum())
     rel = float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
     first = out.clone()
     run()
     deterministic = torch.equal(first, out)
     tol = 2e-2 if act == "nvfp4" else 5e-3
-    status = "ok" if unwritten == 0 and rel < tol and deterministic else "FAIL"
+    status = "ok" if unwritten == 0 and rel < tol and deterministic and same_sched else "FAIL"
     failures += status != "ok"
     t_us = ""
     if timeit:
-        for _ in range(3):
-            run()
-        ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        ev0.record()
-        for _ in range(20):
-            run()
-        ev1.record()
-        torch.cuda.synchronize()
-        t_us = f" {ev0.elapsed_time(ev1) / 20 * 1e3:8.1f} us"
+        for sched, name in ((1, "static"), (2, "dynamic")):
+            cfg.schedule = sched
+            for _ in range(3):
+                run()
+            ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            ev0.record()
+            for _ in range(20):
+                run()
+            ev1.record()
+            torch.cuda.synchronize()
+            t_us += f" {name} {ev0.elapsed_time(ev1) / 20 * 1e3:.1f}us"
+        cfg.schedule = 0
     print(f"moe E={E}/{E_local}@{offset} k={k} H={H} I={I} T={T} {act} {order} {layout}: rel_l2={rel:.2e} "
-          f"unwritten={unwritten} det={deterministic}{t_us} -> {status}")
+          f"unwritten={unwritten} det={deterministic} static==dynamic={same_sched}{t_us} -> {status}")
 
 
 if __name__ == "__main__":
