@@ -24,7 +24,8 @@ if (ROOT / "pymoe" / "reference.py").exists():
     ref = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ref)
 
-lib = C.CDLL(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".devbuild" / "libmoe12x.so"))
+_paths = [a for a in sys.argv[1:] if not a.startswith("--")]
+lib = C.CDLL(_paths[0] if _paths else str(ROOT / ".devbuild" / "libmoe12x.so"))
 lib.moe12x_get_last_error.restype = C.c_char_p
 lib.moe12x_status_string.restype = C.c_char_p
 
@@ -193,6 +194,67 @@ def moe_case(E, k, H, I, T, act="nvfp4", order="up_gate", layout="row_major", E_
     print(f"moe E={E}/{E_local}@{offset} k={k} H={H} I={I} T={T} {act} {order} {layout}: rel_l2={rel:.2e} "
           f"unwritten={unwritten} det={deterministic} static==dynamic={same_sched}{t_us} -> {status}")
 
+
+SHAPES = {"qwen3-30b-a3b": (128, 8, 2048, 768), "qwen3-235b-a22b": (128, 8, 4096, 1536),
+          "gpt-oss-120b": (128, 4, 2880, 2880), "deepseek-v3": (256, 8, 7168, 2048)}
+
+
+def bench_shape(name, Ts, act="nvfp4", bw=4.3e12, iters=30, rot=8):
+    """Decode timing on random bytes (no reference): eager launches, routing rotated over `rot`
+    sets so consecutive calls touch different experts. Efficiency = bytes floor / time."""
+    E, k, H, I = SHAPES[name]
+    g = torch.Generator(device="cuda").manual_seed(1)
+    rb = lambda *shape: torch.randint(0, 256, shape, dtype=torch.uint8, device="cuda", generator=g)
+    w13, w2 = rb(E, 2 * I, H // 2), rb(E, H, I // 2)
+    s13 = torch.randint(0x28, 0x38, (E, 2 * I, H // 16), dtype=torch.uint8, device="cuda", generator=g)
+    s2 = torch.randint(0x28, 0x38, (E, H, I // 16), dtype=torch.uint8, device="cuda", generator=g)
+    gs = torch.full((E,), 1 / 64, device="cuda")
+    cfg = Config()
+    lib.moe12x_config_init(C.byref(cfg))
+    cfg.num_experts, cfg.num_local_experts = E, E
+    cfg.hidden_size, cfg.intermediate_size, cfg.top_k, cfg.max_tokens = H, I, k, max(Ts)
+    cfg.act_quant = 0 if act == "nvfp4" else 1
+    nbytes = C.c_size_t()
+    check(lib.moe12x_prepared_weights_size(C.byref(cfg), C.byref(nbytes)), "prepared size")
+    prepared = torch.empty(nbytes.value, dtype=torch.uint8, device="cuda")
+    wt = Weights(C.sizeof(Weights), *[C.c_void_p(t.data_ptr()) for t in (w13, s13, gs, w2, s2, gs)], 0, 0)
+    check(lib.moe12x_prepare_weights(C.byref(cfg), C.byref(wt), C.c_void_p(prepared.data_ptr()), nbytes, None), "prepare")
+    del w13, w2, s13, s2
+    wsb = C.c_size_t()
+    check(lib.moe12x_workspace_size(C.byref(cfg), C.c_int64(max(Ts)), C.byref(wsb)), "ws")
+    ws = torch.empty(wsb.value, dtype=torch.uint8, device="cuda")
+    sc = torch.tensor([0.01], device="cuda")
+    for T in Ts:
+        x = (torch.randn(T, H, device="cuda") * 0.5).to(torch.bfloat16)
+        ids = [torch.argsort(torch.rand(T, E, device="cuda"), dim=1)[:, :k].to(torch.int32).contiguous() for _ in range(rot)]
+        tw = torch.rand(T, k, device="cuda")
+        out = torch.empty(T, H, dtype=torch.bfloat16, device="cuda")
+        touched = sum(len(torch.unique(i)) for i in ids) / rot
+        min_bytes = touched * 3 * H * I * 0.5625 + 2 * T * H * 2
+        row = f"{name:16s} T={T:4d} {act:5s}"
+        for sched, sname in ((1, "static"), (2, "grouped")):
+            cfg.schedule = sched
+            inps = [Inputs(C.sizeof(Inputs), T, x.data_ptr(), i.data_ptr(), 0, tw.data_ptr(), 2, sc.data_ptr(), 1,
+                           sc.data_ptr(), 1, out.data_ptr()) for i in ids]
+            for inp in inps[:2]:
+                check(lib.moe12x_run(C.byref(cfg), C.c_void_p(prepared.data_ptr()), C.byref(inp), C.c_void_p(ws.data_ptr()), wsb, None), "run")
+            ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+            ev[0].record()
+            for it in range(iters):
+                lib.moe12x_run(C.byref(cfg), C.c_void_p(prepared.data_ptr()), C.byref(inps[it % rot]), C.c_void_p(ws.data_ptr()), wsb, None)
+            ev[1].record()
+            torch.cuda.synchronize()
+            us = ev[0].elapsed_time(ev[1]) / iters * 1e3
+            row += f" | {sname} {us:8.1f} us eff {min_bytes / bw / (us * 1e-6):.2f}"
+        print(row + f" | floor {min_bytes / bw * 1e6:.1f} us", flush=True)
+    cfg.schedule = 0
+
+
+if __name__ == "__main__" and "--bench" in sys.argv:
+    print(torch.cuda.get_device_name())
+    for name in SHAPES:
+        bench_shape(name, [1, 8, 32, 128])
+    sys.exit(0)
 
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(), "version", lib.moe12x_get_version())

@@ -1,8 +1,10 @@
-// Token-tile width 16: the grouped FC1/FC2 kernels and the persistent static kernel.
+// Token-tile width 16: the grouped FC1/FC2 kernels and the persistent static kernel; at this
+// width the static kernel streams weights (mainloop/sm80_stream_fp4.cuh).
 // One width per translation unit so the build parallelizes.
 #include "instantiations/dispatch.hpp"
 #include "kernel/moe_static.cuh"
 #include "mainloop/sm80_mma_fp4.cuh"
+#include "mainloop/sm80_stream_fp4.cuh"
 
 namespace moe12x {
 template <>
@@ -11,7 +13,7 @@ cudaError_t launch_nb<2>(const MoeParams& p, Launch which, cudaStream_t stream) 
   switch (which) {
     case Launch::kFc1: return launch_moe_gemm_grouped<MoeGemm<Gemm::kFc1, Mainloop, Fc1SwigluQuantEpilogue>>(p, stream);
     case Launch::kFc2: return launch_moe_gemm_grouped<MoeGemm<Gemm::kFc2, Mainloop, Fc2WeightedStoreEpilogue>>(p, stream);
-    default: return launch_moe_static<Mainloop>(p, stream);
+    default: return launch_moe_static<Sm80StreamFp4Mainloop<2>>(p, stream);
   }
 }
 }  // namespace moe12x

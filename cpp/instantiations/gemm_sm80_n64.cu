@@ -1,8 +1,10 @@
-// Token-tile width 64: the grouped FC1/FC2 kernels and the persistent static kernel.
+// Token-tile width 64: the grouped FC1/FC2 kernels and the persistent static kernel; at this
+// width the static kernel stages tokens in shared memory like the grouped kernels.
 // One width per translation unit so the build parallelizes.
 #include "instantiations/dispatch.hpp"
 #include "kernel/moe_static.cuh"
 #include "mainloop/sm80_mma_fp4.cuh"
+
 
 namespace moe12x {
 template <>

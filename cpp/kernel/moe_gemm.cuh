@@ -1,7 +1,8 @@
-// One grouped-GEMM work item: a CTA of 4 warps computes 128 prepared weight rows (m-block) of
-// one expert for one routed token tile. Mainloop (arch policy) and Epilogue (FC1 SwiGLU+quant or
-// FC2 weighted store) are template parameters; schedulers (scheduler/) decide which items a CTA
-// runs, so the same body serves the grouped launch and the persistent static kernel.
+// One grouped-GEMM work item: Mainloop::kItemRows prepared weight rows (an m-block) of one expert
+// for one routed token tile, run by a CTA of 4 warps or, for warp-item mainloops, by one warp.
+// Mainloop (arch policy) and Epilogue (FC1 SwiGLU+quant or FC2 weighted store) are template
+// parameters; schedulers (scheduler/) decide which items run where, so the same body serves the
+// grouped launch and the persistent static kernel.
 #pragma once
 #include "common/params.hpp"
 #include "mainloop/activation_stage.cuh"
@@ -18,12 +19,14 @@ struct MoeGemm {
   using SharedStorage = typename Mainloop::SharedStorage;
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
-  __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kCtaRows - 1) / kCtaRows; }
+  __host__ __device__ static int mblocks(const MoeParams& p) {
+    return (rows(p) + Mainloop::kItemRows - 1) / Mainloop::kItemRows;
+  }
 
   __device__ static void run_item(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
                                   int mblock) {
     const int warp = threadIdx.x / 32;
-    const int warp_row0 = mblock * kCtaRows + warp * 2 * kWarpRows;
+    const int warp_row0 = Mainloop::warp_row0(mblock, warp);
     const int K = kFc1 ? p.hidden : p.inter;
     const int mtiles = max(0, min(2, (rows(p) - warp_row0) / kWarpRows));
     const size_t codes_per_expert = size_t(rows(p)) * K / 2, scales_per_expert = size_t(rows(p)) * K / 16;
@@ -41,7 +44,7 @@ struct MoeGemm {
 
     typename Mainloop::Accum acc;
     Mainloop::run(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
-    if (mtiles > 0) Epilogue::template apply<kNB>(p, tile, warp_row0, acc);
+    if (mtiles > 0 && Mainloop::epilogue_warp(warp)) Epilogue::template apply<kNB>(p, tile, warp_row0, acc);
   }
 };
 

@@ -52,13 +52,18 @@ __global__ void __launch_bounds__(kCtaThreads) moe_static_kernel(const MoeParams
   }
   grid.sync();
 
+  // Items per CTA, or per warp when the mainloop's items are one warp's (no CTA barrier inside).
+  constexpr int kPer = Mainloop::kWarpItems ? kCtaThreads / 32 : 1;
+  const int first = blockIdx.x * kPer + (Mainloop::kWarpItems ? threadIdx.x / 32 : 0);
+  const int stride = gridDim.x * kPer;
+
   // ---- FC1 -> SwiGLU -> quantize ----
-  for (PersistentTileScheduler s(p, Fc1::mblocks(p)); s.valid(); s.advance())
+  for (PersistentTileScheduler s(p, Fc1::mblocks(p), first, stride); s.valid(); s.advance())
     Fc1::run_item(p, smem.gemm, s.tile(), s.mblock());
   grid.sync();
 
   // ---- FC2 x routing weight ----
-  for (PersistentTileScheduler s(p, Fc2::mblocks(p)); s.valid(); s.advance())
+  for (PersistentTileScheduler s(p, Fc2::mblocks(p), first, stride); s.valid(); s.advance())
     Fc2::run_item(p, smem.gemm, s.tile(), s.mblock());
   grid.sync();
 

@@ -1,5 +1,7 @@
 // Stages the B operand (token rows x K chunk) in shared memory as bf16. FP4 rows are decoded to
-// q * sf, exact in bf16; their global scale is applied by the epilogue. Rows past the tile are 0.
+// q * sf * 2^-8, exact in bf16 and the same values the streaming mainloop builds in registers (so
+// both mainloops agree bitwise); the mainloop undoes 2^-8 and the epilogue applies the global
+// scale. Rows past the tile are 0.
 #pragma once
 #include "common/cuda_utils.cuh"
 #include "common/nvfp4.cuh"
@@ -27,7 +29,7 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
       if (r < nrows) {
         const int64_t row = row0 + r;
         const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
-        const float sf = e4m3_decode(a.scales[row * (a.K / 16) + (k0 / 16) + b]);
+        const float sf = e4m3_decode(a.scales[row * (a.K / 16) + (k0 / 16) + b]) * (1.0f / kAccScale);
         uint32_t w[8];
 #pragma unroll
         for (int j = 0; j < 8; ++j) {

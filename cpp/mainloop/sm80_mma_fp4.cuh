@@ -25,6 +25,12 @@ struct Sm80MmaFp4Mainloop {
   };
   using Accum = float[kMTiles][NB][4];
 
+  // A work item is 128 rows: each warp owns 32 of them and runs its own epilogue.
+  static constexpr int kItemRows = kCtaRows;
+  static constexpr bool kWarpItems = false;
+  __device__ static int warp_row0(int mblock, int warp) { return mblock * kItemRows + warp * 2 * kWarpRows; }
+  __device__ static bool epilogue_warp(int) { return true; }
+
   // codes/scales: this expert's prepared matrix; row0: first prepared row of this warp.
   __device__ static void run(const uint8_t* codes, const uint8_t* scales, int K, int row0,
                              int mtiles, const ActivationRows& act, int tok0, int ntok,
@@ -97,6 +103,14 @@ struct Sm80MmaFp4Mainloop {
           }
         }
       }
+    }
+    if (act.fp4) {  // fp4 B operands carry 2^-8 (activation_stage.cuh); undo it exactly
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
     }
   }
 };

@@ -2,7 +2,8 @@
 // memory, so launch shapes are fixed and graph-capturable.
 //   GridTileScheduler:       blockIdx.x = m-block, blockIdx.y strides tiles (grouped launch).
 //   PersistentTileScheduler: a persistent grid strides linearized (tile, m-block) items, m-block
-//                            fastest so consecutive CTAs share a token tile.
+//                            fastest so neighbours share a token tile; per CTA, or per warp for
+//                            mainloops whose items are one warp's.
 #pragma once
 #include "common/params.hpp"
 
@@ -33,10 +34,11 @@ struct GridTileScheduler {
 struct PersistentTileScheduler {
   const MoeParams& p;
   int mblocks, items, idx;
-  __device__ PersistentTileScheduler(const MoeParams& params, int mblocks_)
-      : p(params), mblocks(mblocks_), items(*params.tile_count * mblocks_), idx(blockIdx.x) {}
+  int stride;
+  __device__ PersistentTileScheduler(const MoeParams& params, int mblocks_, int first, int stride_)
+      : p(params), mblocks(mblocks_), items(*params.tile_count * mblocks_), idx(first), stride(stride_) {}
   __device__ bool valid() const { return idx < items; }
-  __device__ void advance() { idx += gridDim.x; }
+  __device__ void advance() { idx += stride; }
   __device__ ExpertTile tile() const { return load_tile(p, idx / mblocks); }
   __device__ int mblock() const { return idx % mblocks; }
 };
