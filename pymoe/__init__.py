@@ -58,8 +58,8 @@ def __getattr__(name):
     if name in _EXPORTS:
         return getattr(_require(), name)
     if name == "reference":
-        from . import reference
-        return reference
+        import importlib
+        return importlib.import_module(__name__ + ".reference")
     raise AttributeError(f"module 'pymoe' has no attribute {name!r}")
 
 
