@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One device call: install pymoe against the carried prebuilt library, then run the GPU tests
+# and/or the benchmark. Run from the repo root on the GPU machine:
+#   bash scripts/device_suite.sh [test|bench|all] [extra pytest args...]
+# with .devbuild/libmoe12x.so carried (scripts/build_devlib.sh builds it here). Logs go to $OUT.
+set -uo pipefail
+mode=${1:-all}; shift || true
+out=${OUT:-/tmp/moe12x-out}; mkdir -p "$out"
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+t0=$(date +%s)
+CMAKE_ARGS="-DMOE12X_PREBUILT_LIBRARY=$PWD/.devbuild/libmoe12x.so" \
+  python3 -m pip install --no-build-isolation --no-deps -q . > "$out/install.log" 2>&1 \
+  || { tail -40 "$out/install.log"; exit 1; }
+echo "install: $(( $(date +%s) - t0 )) s"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+cd /tmp  # import the installed package, not the checkout
+rc=0
+if [[ $mode == test || $mode == all ]]; then
+  python3 -m pytest -q -rs -p no:cacheprovider --junitxml="$out/junit.xml" "$OLDPWD/tests" "$@" \
+    > "$out/pytest.log" 2>&1; rc=$?
+  grep -E "MOE12X-ERR" "$out/pytest.log" | head -0
+  tail -25 "$out/pytest.log"
+fi
+if [[ $mode == bench || $mode == all ]]; then
+  python3 "$OLDPWD/bench/bench_moe.py" --out-json "$out/bench.json" --png "$out/roofline.png" \
+    2>&1 | tee "$out/bench.log" | tail -45
+fi
+exit $rc
