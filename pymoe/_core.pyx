@@ -4,7 +4,7 @@ validation, and thin owners of device memory around the moe12x C ABI."""
 from cpython.pycapsule cimport (PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
                                 PyCapsule_SetName)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -27,6 +27,15 @@ cdef extern from *:
       pymoe_DLPackVersion version; void* manager_ctx;
       void (*deleter)(struct pymoe_DLManagedTensorVersioned*); uint64_t flags; pymoe_DLTensor dl_tensor;
     } pymoe_DLManagedTensorVersioned;
+    /* DLPack >= 1.2 C exchange API (the type attribute __dlpack_c_exchange_api__). */
+    typedef struct pymoe_DLPackExchangeAPI {
+      pymoe_DLPackVersion version; void* prev_api;
+      void* managed_tensor_allocator;
+      int (*managed_tensor_from_py_object_no_sync)(void*, pymoe_DLManagedTensorVersioned**);
+      void* managed_tensor_to_py_object_no_sync;
+      int (*dltensor_from_py_object_no_sync)(void*, pymoe_DLTensor*);
+      int (*current_work_stream)(int32_t, int32_t, void**);
+    } pymoe_DLPackExchangeAPI;
     """
     ctypedef struct pymoe_DLDevice:
         int32_t device_type
@@ -52,6 +61,14 @@ cdef extern from *:
         void* manager_ctx
         void (*deleter)(pymoe_DLManagedTensorVersioned*)
         pymoe_DLTensor dl_tensor
+    ctypedef struct pymoe_DLPackVersion:
+        uint32_t major
+        uint32_t minor
+    ctypedef struct pymoe_DLPackExchangeAPI:
+        pymoe_DLPackVersion version
+        int (*managed_tensor_from_py_object_no_sync)(void*, pymoe_DLManagedTensorVersioned**)
+        int (*dltensor_from_py_object_no_sync)(void*, pymoe_DLTensor*)
+        int (*current_work_stream)(int32_t, int32_t, void**)
 
 DEF MAXDIM = 4
 cdef enum Dtype:
@@ -197,11 +214,54 @@ cdef inline intptr_t dl_stream(intptr_t s):
     return 1 if s == 0 else s  # DLPack: 1 = legacy default stream (0 is not allowed)
 
 
+cdef dict _exchange_apis = {}  # type -> DLPackExchangeAPI* as int (0: none), looked up once per type
+
+
+cdef pymoe_DLPackExchangeAPI* exchange_api(object obj):
+    cdef object key = type(obj)
+    cdef object hit = _exchange_apis.get(key)
+    cdef pymoe_DLPackExchangeAPI* api = NULL
+    if hit is None:
+        hit = 0
+        cap = getattr(key, "__dlpack_c_exchange_api__", None)
+        if cap is not None:
+            if PyCapsule_IsValid(cap, b"dlpack_exchange_api"):
+                api = <pymoe_DLPackExchangeAPI*>PyCapsule_GetPointer(cap, b"dlpack_exchange_api")
+            elif isinstance(cap, int):
+                api = <pymoe_DLPackExchangeAPI*><uintptr_t>cap
+            if api != NULL and api.version.major == 1 and api.version.minor >= 2:
+                hit = <uintptr_t>api
+        _exchange_apis[key] = hit
+    return <pymoe_DLPackExchangeAPI*><uintptr_t>hit
+
+
 cdef int ingest(object obj, str name, intptr_t stream, View* v) except -1:
-    """Fills v from obj. Prefers DLPack (passing our stream so the producer orders its work
-    before ours), then __cuda_array_interface__."""
+    """Fills v from obj. Prefers the DLPack C exchange API (no Python call, no stream sync: the
+    caller launches on the producer's current stream), then __dlpack__ (passing our stream so the
+    producer orders its work before ours), then __cuda_array_interface__."""
     cdef object cap
+    cdef pymoe_DLTensor t
+    cdef pymoe_DLManagedTensorVersioned* mv = NULL
     memset(v, 0, sizeof(View))
+    cdef pymoe_DLPackExchangeAPI* api = exchange_api(obj)
+    if api != NULL:
+        if api.dltensor_from_py_object_no_sync != NULL:
+            if api.dltensor_from_py_object_no_sync(<void*>obj, &t) != 0:
+                return -1  # the producer set a Python exception
+            view_from_dltensor(&t, v, name)
+        else:
+            if api.managed_tensor_from_py_object_no_sync(<void*>obj, &mv) != 0:
+                return -1
+            try:
+                view_from_dltensor(&mv.dl_tensor, v, name)
+                v.readonly = (mv.flags & kReadOnly) != 0
+            finally:
+                if mv.deleter != NULL:
+                    mv.deleter(mv)
+        if v.dev_type != kDLCUDA and v.dev_type != kDLCUDAManaged:
+            kind = "a CPU array" if v.dev_type == kDLCPU else f"device type {v.dev_type}"
+            raise ValueError(f"{name}: expected a CUDA device array, got {kind} (device type {v.dev_type})")
+        return 0
     dl = getattr(obj, "__dlpack__", None)
     if dl is not None:
         dev = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else None
@@ -273,7 +333,28 @@ cdef int64_t numel(View* v):
     return n
 
 
-cdef intptr_t resolve_stream(object stream, View* ref_view=NULL) except? -1:
+cdef intptr_t producer_stream(object x) except? -1:
+    """stream=None: the producer's current stream where it can be found (DLPack exchange API,
+    CUDA array interface v3), else the legacy default stream (0)."""
+    cdef pymoe_DLPackExchangeAPI* api = exchange_api(x)
+    cdef void* s = NULL
+    cdef View v
+    if api != NULL:
+        ingest(x, "x", 0, &v)
+        if api.current_work_stream(kDLCUDA, v.dev_id, &s) != 0:
+            return -1
+        return <intptr_t>s
+    cai = getattr(x, "__cuda_array_interface__", None) if not hasattr(x, "__dlpack__") else None
+    if cai is not None and cai.get("stream") not in (None, 1, 2):
+        return <intptr_t>cai["stream"]
+    return 0
+
+
+cdef intptr_t call_stream(object stream, object x) except? -1:
+    return producer_stream(x) if stream is None else resolve_stream(stream)
+
+
+cdef intptr_t resolve_stream(object stream) except? -1:
     if stream is None:
         return 0
     if isinstance(stream, int):
@@ -652,7 +733,7 @@ cdef class MoELayer:
         return ("auto", "static", "dynamic")[s]
 
     def __call__(self, x, topk_ids, topk_weights, out, stream=None):
-        cdef intptr_t s = resolve_stream(stream)
+        cdef intptr_t s = call_stream(stream, x)
         cdef moe12x_inputs_t inp = self.scales
         fill_inputs(&inp, &self.cfg, x, topk_ids, topk_weights, out, s)
         if inp.num_tokens > self.cfg.max_tokens:
@@ -680,7 +761,7 @@ def fused_moe(x, topk_ids, topk_weights, PreparedWeights weights, fc1_input_scal
     """out = MoE(x) with prepared weights; returns out (a pymoe.DeviceArray when out is None)."""
     if weights is None:
         raise TypeError("weights: expected a pymoe.PreparedWeights (see pymoe.prepare_weights)")
-    cdef intptr_t s = resolve_stream(stream)
+    cdef intptr_t s = call_stream(stream, x)
     cdef moe12x_config_t cfg = weights.cfg
     cdef View vi
     ingest(topk_ids, "topk_ids", s, &vi)
@@ -717,7 +798,7 @@ def fused_moe(x, topk_ids, topk_weights, PreparedWeights weights, fc1_input_scal
 def quantize_nvfp4(x, global_scale, q_out, scale_out, *, scale_layout="row_major", stream=None):
     """bf16 [rows, cols] -> NVFP4 codes (uint8 [rows, cols/2]) and e4m3 scales, bit-exact with
     pymoe.reference.quantize_nvfp4. x may have a row stride larger than cols."""
-    cdef intptr_t s = resolve_stream(stream)
+    cdef intptr_t s = call_stream(stream, x)
     cdef View vx, vg, vq, vs
     cdef int lay = option(_LAYOUT, scale_layout, "scale_layout")
     ingest(x, "x", s, &vx)

@@ -32,3 +32,32 @@ try:
     print(f"cupy __dlpack__: {per_call(lambda: cx.__dlpack__(stream=1)):.2f} us")
 except Exception as e:
     print("cupy:", e)
+
+# Per-call host time of the layer object: Python -> C -> launch(es), T=1, tiny shape so the GPU
+# keeps up; measured with perf_counter over many calls, synchronizing only at the ends.
+E, H, I, k = 8, 256, 128, 2
+g = torch.Generator(device="cuda").manual_seed(0)
+w13 = torch.randint(0, 256, (E, 2 * I, H // 2), dtype=torch.uint8, device="cuda", generator=g)
+s13 = torch.randint(0x28, 0x38, (E, 2 * I, H // 16), dtype=torch.uint8, device="cuda", generator=g)
+w2 = torch.randint(0, 256, (E, H, I // 2), dtype=torch.uint8, device="cuda", generator=g)
+s2 = torch.randint(0x28, 0x38, (E, H, I // 16), dtype=torch.uint8, device="cuda", generator=g)
+gs = torch.full((E,), 0.02, device="cuda")
+sc = torch.tensor([0.01], device="cuda")
+x = torch.randn(1, H, device="cuda").to(torch.bfloat16)
+ids = torch.tensor([[1, 5]], dtype=torch.int32, device="cuda")
+w = torch.ones(1, k, device="cuda")
+out = torch.empty(1, H, dtype=torch.bfloat16, device="cuda")
+for sched in ("static", "dynamic"):
+    layer = pymoe.MoELayer(w13, s13, gs, w2, s2, gs, sc, sc, top_k=k, max_tokens=16, schedule=sched)
+    for _ in range(100):
+        layer(x, ids, w, out)
+    torch.cuda.synchronize()
+    n = 5000
+    t = time.perf_counter()
+    for _ in range(n):
+        layer(x, ids, w, out)
+    host = (time.perf_counter() - t) / n * 1e6
+    torch.cuda.synchronize()
+    total = (time.perf_counter() - t) / n * 1e6
+    print(f"MoELayer call ({sched}): {host:.2f} us host per call, {total:.2f} us incl. GPU drain")
+print(f"_bench_parse 4 torch arrays: {per_call(lambda: _core._bench_parse(x, ids, w, out, 1, H, k)):.2f} us")
