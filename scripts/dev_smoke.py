@@ -256,6 +256,14 @@ if __name__ == "__main__" and "--bench" in sys.argv:
         bench_shape(name, [1, 8, 32, 128])
     sys.exit(0)
 
+if __name__ == "__main__" and "--small" in sys.argv:  # for compute-sanitizer: a few small cases
+    quant_case(200, 80, 0.37, True)
+    moe_case(8, 2, 128, 128, 5)
+    moe_case(8, 2, 256, 128, 37, act="none")
+    moe_case(16, 4, 256, 192, 64, order="gate_up", layout="swizzled", per_expert_scale=True, E_local=6, offset=5)
+    print(f"{failures} failed")
+    sys.exit(1 if failures else 0)
+
 if __name__ == "__main__":
     print(torch.cuda.get_device_name(), "version", lib.moe12x_get_version())
     quant_case(64, 256, 1.0, False)

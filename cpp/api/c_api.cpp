@@ -1,5 +1,6 @@
 // The C ABI: argument validation (every failure names the argument), device checks, and the
 // launch sequence route -> pack -> FC1 -> FC2 -> combine. No allocation, no host sync in run.
+#include <atomic>
 #include <cinttypes>
 #include <cstring>
 
@@ -15,22 +16,33 @@ namespace {
 bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
 
 // Makes config.device current for the scope of a call, restoring the caller's device after.
+// Device count and compute capabilities are queried once per process (they cannot change),
+// keeping the per-call host path to one cudaGetDevice.
+std::atomic<int> g_device_count{-1};
+std::atomic<int> g_cc_major[64];
+
 struct DeviceGuard {
   int prev = -1;
   bool switched = false;
   moe12x_status_t enter(int device) {
-    int count = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess) return fail_cuda(e, "device query");
+    int count = g_device_count.load(std::memory_order_relaxed);
+    if (count < 0) {
+      cudaError_t e = cudaGetDeviceCount(&count);
+      if (e != cudaSuccess) return fail_cuda(e, "device query");
+      g_device_count.store(count, std::memory_order_relaxed);
+    }
     if (count == 0) return fail(MOE12X_ERROR_NO_DEVICE, "no CUDA device present");
     MOE12X_CUDA_TRY(cudaGetDevice(&prev), "cudaGetDevice");
     const int dev = device < 0 ? prev : device;
     if (dev >= count)
       return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.device = %d but only %d CUDA device(s) exist",
                   device, count);
-    int major = 0;
-    MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
-                    "cudaDeviceGetAttribute");
+    int major = dev < 64 ? g_cc_major[dev].load(std::memory_order_relaxed) : 0;
+    if (major == 0) {
+      MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+                      "cudaDeviceGetAttribute");
+      if (dev < 64) g_cc_major[dev].store(major, std::memory_order_relaxed);
+    }
     if (major < 8)
       return fail(MOE12X_ERROR_UNSUPPORTED_DEVICE,
                   "device %d has compute capability %d.x; moe12x needs 8.0 or newer", dev, major);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds libmoe12x.so here (nvcc + the CUTLASS wheel's headers) into build-dev/ and copies it to
+# .devbuild/libmoe12x.so, the library that scripts/device_build.sh installs on the GPU machine.
+#
+#   scripts/build_devlib.sh                                   # default archs (CMakeLists.txt)
+#   MOE12X_CUDA_ARCHITECTURES=90a-real scripts/build_devlib.sh   # H200 only: faster
+#   MOE12X_CUTLASS_DIR=/path/to/cutlass scripts/build_devlib.sh  # else the nvidia-cutlass wheel
+#
+# Without MOE12X_CUTLASS_DIR the nvidia-cutlass==4.2.0.0 wheel must be findable by python3
+# (pip install --no-deps nvidia-cutlass==4.2.0.0: only its headers are used, it is never imported).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${MOE12X_BUILD_DIR:-build-dev}
+args=(-DCMAKE_BUILD_TYPE=Release -DMOE12X_BUILD_PYTHON=OFF)
+[[ -n ${MOE12X_CUDA_ARCHITECTURES:-} ]] && args+=("-DMOE12X_CUDA_ARCHITECTURES=${MOE12X_CUDA_ARCHITECTURES}")
+[[ -n ${MOE12X_CUTLASS_DIR:-} ]] && args+=("-DMOE12X_CUTLASS_DIR=${MOE12X_CUTLASS_DIR}")
+python=$(command -v python3 || command -v python)
+t0=$(date +%s)
+mkdir -p "$build"
+# keep the build tree out of git (and out of what is carried to the GPU machine)
+[[ -f $build/.gitignore ]] || echo '*' > "$build/.gitignore"
+cmake -S . -B "$build" -G Ninja -DPython_EXECUTABLE="$python" "${args[@]}"
+cmake --build "$build"
+mkdir -p .devbuild
+cp -f "$build/libmoe12x.so" .devbuild/libmoe12x.so.tmp
+mv -f .devbuild/libmoe12x.so.tmp .devbuild/libmoe12x.so
+echo "build_devlib: .devbuild/libmoe12x.so ($(du -h .devbuild/libmoe12x.so | cut -f1)) in $(( $(date +%s) - t0 )) s," \
+     "archs: $(grep -m1 '^MOE12X_CUDA_ARCHITECTURES' "$build/CMakeCache.txt" | cut -d= -f2)"
