@@ -11,11 +11,32 @@ __version__ = "0.1.0"
 
 _here = _os.path.dirname(_os.path.abspath(__file__))
 
+
+def _installed_package_dir():
+    """The installed pymoe folder, when this one is a source checkout (e.g. `python -m pymoe.demo`
+    run from the repository root puts the checkout first on sys.path)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+        path = _os.path.abspath(str(distribution("moe12x").locate_file("pymoe")))
+    except (ImportError, PackageNotFoundError):
+        return None
+    return path if _os.path.isdir(path) and path != _here else None
+
+
 try:
     from . import _core
 except ImportError as _e:  # not built, or libmoe12x.so missing: the reference still works
-    _core = None
-    _core_error = _e
+    _core, _core_error = None, _e
+    _installed = _installed_package_dir()
+    if _installed is not None:  # a checkout shadows the installed package: use its binaries
+        import importlib as _importlib
+        __path__.append(_installed)
+        _importlib.invalidate_caches()
+        try:
+            _core = _importlib.import_module(__name__ + "._core")
+            _here = _installed
+        except ImportError as _e2:
+            _core, _core_error = None, _e2
 
 
 def get_include():
