@@ -55,6 +55,8 @@ ODD_CASES = {
     "T3": dict(num_experts=16, top_k=8, hidden=1024, inter=512, tokens=3),
     "T517": dict(num_experts=32, top_k=8, hidden=512, inter=256, tokens=517),
     "T4099": dict(num_experts=64, top_k=8, hidden=256, inter=128, tokens=4099),
+    # the upper bound on T (262,144 routed rows through the one-CTA router)
+    "T65536": dict(num_experts=16, top_k=4, hidden=128, inter=128, tokens=65536),
     # activation block scales (x and the intermediate) mostly e4m3 subnormals
     "subnormal_act_scales": dict(num_experts=16, top_k=4, hidden=512, inter=256, tokens=64,
                                  subnormal_act=True),
