@@ -278,6 +278,27 @@ static int gpu_path(const moe12x_config_t* cfg, size_t prepared_bytes, size_t ws
     goto done;
   }
   ok = 1;
+  {
+    /* MOE12X_EXAMPLE_DUMP=<dir>: write inputs and output as raw files so a test can run the same
+     * call from Python and compare bitwise. */
+    const char* dir = getenv("MOE12X_EXAMPLE_DUMP");
+    if (dir) {
+      const struct { const char* name; const void* p; size_t n; } f[] = {
+          {"w13", w13, n_w13}, {"w13_sf", w13_sf, n_w13_sf}, {"w2", w2, n_w2}, {"w2_sf", w2_sf, n_w2_sf},
+          {"x", x, n_x * 2}, {"ids", ids, n_r * 4}, {"wts", wts, n_r * 4}, {"out", out, n_x * 2}};
+      char path[4096];
+      for (i = 0; i < sizeof f / sizeof f[0]; ++i) {
+        FILE* fp;
+        snprintf(path, sizeof path, "%s/%s.bin", dir, f[i].name);
+        fp = fopen(path, "wb");
+        if (!fp || fwrite(f[i].p, 1, f[i].n, fp) != f[i].n) {
+          printf("FAILED: cannot write %s\n", path);
+          ok = 0;
+        }
+        if (fp) fclose(fp);
+      }
+    }
+  }
 
 done:
   for (i = 0; i < sizeof all / sizeof all[0]; ++i)

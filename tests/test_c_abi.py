@@ -166,8 +166,39 @@ def example_output(installed, tmp_path_factory):
     _check(_run([cmake, "--build", str(build)]), "cmake --build examples/")
     exe = build / "moe12x_example"
     assert exe.exists(), f"{exe} not built"
-    proc = _run([str(exe)], timeout=300)
+    dump = tmp_path_factory.mktemp("example-dump")
+    proc = _run([str(exe)], timeout=300, env=dict(os.environ, MOE12X_EXAMPLE_DUMP=str(dump)))
+    proc.dump_dir = dump
     return proc
+
+
+def test_example_matches_python_bitwise(example_output):
+    """With a GPU: the C example's call, repeated from Python (torch tensors) on the very same
+    inputs, gives a bitwise identical output."""
+    import numpy as np
+    import pymoe
+    if pymoe.device_count() == 0:
+        pytest.skip("no CUDA device: the example did not run the layer")
+    torch = pytest.importorskip("torch")
+    d = example_output.dump_dir
+    load = lambda name, dt: np.fromfile(os.path.join(d, name + ".bin"), dtype=dt)
+    E, K, H, I, T = 8, 2, 256, 128, 16  # examples/moe12x_example.c
+    cu = lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda()
+    w13 = cu(load("w13", np.uint8).reshape(E, 2 * I, H // 2))
+    w13_sf = cu(load("w13_sf", np.uint8).reshape(E, 2 * I, H // 16))
+    w2 = cu(load("w2", np.uint8).reshape(E, H, I // 2))
+    w2_sf = cu(load("w2_sf", np.uint8).reshape(E, H, I // 16))
+    gs = torch.ones(E, device="cuda")
+    x = cu(load("x", np.int16).reshape(T, H)).view(torch.bfloat16)
+    ids = cu(load("ids", np.int32).reshape(T, K))
+    wts = cu(load("wts", np.float32).reshape(T, K))
+    c_out = load("out", np.uint16).reshape(T, H)
+    w = pymoe.prepare_weights(w13, w13_sf, gs, w2, w2_sf, gs)
+    one = torch.ones(1, device="cuda")
+    out = torch.full((T, H), float("nan"), dtype=torch.bfloat16, device="cuda")
+    pymoe.fused_moe(x, ids, wts, w, one, one, out=out)
+    torch.cuda.synchronize()
+    assert np.array_equal(out.view(torch.int16).cpu().numpy().view(np.uint16), c_out)
 
 
 def _status_of(out, label):
