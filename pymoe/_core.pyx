@@ -648,29 +648,27 @@ cdef int fill_inputs(moe12x_inputs_t* inp, moe12x_config_t* cfg, object x, objec
     return 0
 
 
+cdef const float* input_scale(object obj, str name, moe12x_config_t* cfg, intptr_t stream,
+                              int32_t* count) except? NULL:
+    """fp32 input scale: 1 value, one per local expert, or one per expert (global ids)."""
+    cdef View a
+    ingest(obj, name, stream, &a)
+    expect(&a, name, F32, None, 4)
+    n = numel(&a)
+    if n not in (1, cfg.num_local_experts, cfg.num_experts):
+        raise ValueError(f"{name}: expected 1, {cfg.num_local_experts} (local experts) or "
+                         f"{cfg.num_experts} (all experts) values, got {n}")
+    count[0] = n
+    return <const float*>a.ptr
+
+
 cdef int fill_scales(moe12x_inputs_t* inp, moe12x_config_t* cfg, object fc1, object fc2,
                      intptr_t stream) except -1:
-    cdef View a, b
+    inp.fc1_input_scale = NULL  # unread in act "none" mode
+    inp.fc1_input_scale_count = 1
     if cfg.act_quant == 0:
-        ingest(fc1, "fc1_input_scale", stream, &a)
-        expect(&a, "fc1_input_scale", F32, None, 4)
-        n1 = numel(&a)
-        if n1 not in (1, cfg.num_local_experts, cfg.num_experts):
-            raise ValueError(f"fc1_input_scale: expected 1, {cfg.num_local_experts} (local experts) or "
-                             f"{cfg.num_experts} (all experts) values, got {n1}")
-        inp.fc1_input_scale = <float*>a.ptr
-        inp.fc1_input_scale_count = n1
-    else:
-        inp.fc1_input_scale = NULL
-        inp.fc1_input_scale_count = 1
-    ingest(fc2, "fc2_input_scale", stream, &b)
-    expect(&b, "fc2_input_scale", F32, None, 4)
-    n2 = numel(&b)
-    if n2 not in (1, cfg.num_local_experts, cfg.num_experts):
-        raise ValueError(f"fc2_input_scale: expected 1, {cfg.num_local_experts} (local experts) or "
-                         f"{cfg.num_experts} (all experts) values, got {n2}")
-    inp.fc2_input_scale = <float*>b.ptr
-    inp.fc2_input_scale_count = n2
+        inp.fc1_input_scale = input_scale(fc1, "fc1_input_scale", cfg, stream, &inp.fc1_input_scale_count)
+    inp.fc2_input_scale = input_scale(fc2, "fc2_input_scale", cfg, stream, &inp.fc2_input_scale_count)
     return 0
 
 

@@ -73,6 +73,23 @@ __device__ __forceinline__ uint32_t nvfp4_code(float v, const BlockScale& s) {
   return s.denom == 0.0f ? 0u : e2m1_encode(__fdiv_rn(v, s.denom));
 }
 
+// One 16-element block of bf16 bits -> 8 packed code bytes (element 2j in the low nibble) and
+// the e4m3 scale byte. Shared by the public quantizer and the routed-row packer.
+__device__ __forceinline__ uint32_t nvfp4_quantize_block(const uint16_t (&h)[16], float gs, uint2& codes) {
+  float v[16], amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    v[i] = __uint_as_float(uint32_t(h[i]) << 16);
+    amax = fmaxf(amax, fabsf(v[i]));
+  }
+  const BlockScale s = nvfp4_block_scale(amax, gs);
+  uint32_t w[2] = {0u, 0u};
+#pragma unroll
+  for (int i = 0; i < 16; ++i) w[i / 8] |= nvfp4_code(v[i], s) << (4 * (i % 8));
+  codes = make_uint2(w[0], w[1]);
+  return s.sf;
+}
+
 // ---- prepared-weight dequantization --------------------------------------------------------
 // A prepared 32-bit word holds the 8 codes one lane needs for one m16n8k16 A fragment:
 // nibble 3/7 -> a0 (row g, k 2t/2t+1), 2/6 -> a1 (row g+8), 1/5 -> a2 (row g, k+8), 0/4 -> a3.

@@ -24,16 +24,14 @@ __global__ void quantize_kernel(const uint16_t* x, int64_t rows, int64_t cols, i
       sf[swizzled_offset(r, c, c4)] = 0;
       continue;
     }
-    const uint16_t* src = x + r * ld + c * 16;
-    float v[16], amax = 0.0f;
+    const uint16_t* src = x + r * ld + c * 16;  // any row stride: element loads
+    uint16_t h[16];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) { v[k] = bf16_to_float(src[k]); amax = fmaxf(amax, fabsf(v[k])); }
-    const BlockScale s = nvfp4_block_scale(amax, gs);
-    uint32_t w[2] = {0u, 0u};
-#pragma unroll
-    for (int k = 0; k < 16; ++k) w[k / 8] |= nvfp4_code(v[k], s) << (4 * (k % 8));
-    *reinterpret_cast<uint2*>(q + r * (cols / 2) + c * 8) = make_uint2(w[0], w[1]);
-    sf[swizzled ? swizzled_offset(r, c, c4) : r * nb + c] = uint8_t(s.sf);
+    for (int k = 0; k < 16; ++k) h[k] = src[k];
+    uint2 codes;
+    const uint32_t s = nvfp4_quantize_block(h, gs, codes);
+    *reinterpret_cast<uint2*>(q + r * (cols / 2) + c * 8) = codes;
+    sf[swizzled ? swizzled_offset(r, c, c4) : r * nb + c] = uint8_t(s);
   }
 }
 

@@ -15,18 +15,13 @@ __device__ __forceinline__ void pack_row_fp4(const MoeParams& p, int64_t row, in
   uint8_t* qr = p.xq + row * (p.hidden / 2);
   uint8_t* sr = p.xq_sf + row * (p.hidden / 16);
   for (int b = lane; b < p.hidden / 16; b += 32) {
+    union { uint4 v[2]; uint16_t h[16]; } raw;  // rows are 16-B aligned: two vector loads
     const uint4* src = reinterpret_cast<const uint4*>(xr + b * 16);
-    uint4 raw[2] = {src[0], src[1]};
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(raw);
-    float v[16], amax = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 16; ++i) { v[i] = bf16_to_float(h[i]); amax = fmaxf(amax, fabsf(v[i])); }
-    const BlockScale s = nvfp4_block_scale(amax, gs);
-    uint32_t w[2] = {0u, 0u};
-#pragma unroll
-    for (int i = 0; i < 16; ++i) w[i / 8] |= nvfp4_code(v[i], s) << (4 * (i % 8));
-    *reinterpret_cast<uint2*>(qr + b * 8) = make_uint2(w[0], w[1]);
-    sr[b] = uint8_t(s.sf);
+    raw.v[0] = src[0];
+    raw.v[1] = src[1];
+    uint2 codes;
+    sr[b] = uint8_t(nvfp4_quantize_block(raw.h, gs, codes));
+    *reinterpret_cast<uint2*>(qr + b * 8) = codes;
   }
 }
 
