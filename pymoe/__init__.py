@@ -1,9 +1,12 @@
 """pymoe: Python bindings of moe12x, the fused NVFP4 Mixture-of-Experts library.
 
-Arrays are any objects with __dlpack__ or __cuda_array_interface__ (torch, CuPy, JAX, Numba);
-the package imports none of those frameworks. See docs/python-api.md.
+Arrays are any objects with __dlpack__ (or the DLPack C exchange API) or
+__cuda_array_interface__ (torch, CuPy, JAX, Numba); the package imports none of those
+frameworks. See docs/python-api.md.
 
-`pymoe.reference` (NumPy only) imports even where the compiled extension cannot load.
+`pymoe.reference` (NumPy only) imports even where the compiled extension cannot load: the
+extension is imported here inside a try block, and the names that need it raise ImportError
+(with the reason) only when used.
 """
 import os as _os
 
@@ -25,6 +28,7 @@ def _installed_package_dir():
 
 try:
     from . import _core
+    _core_error = None
 except ImportError as _e:  # not built, or libmoe12x.so missing: the reference still works
     _core, _core_error = None, _e
     _installed = _installed_package_dir()
@@ -34,7 +38,7 @@ except ImportError as _e:  # not built, or libmoe12x.so missing: the reference s
         _importlib.invalidate_caches()
         try:
             _core = _importlib.import_module(__name__ + "._core")
-            _here = _installed
+            _here, _core_error = _installed, None
         except ImportError as _e2:
             _core, _core_error = None, _e2
 
@@ -55,14 +59,20 @@ def get_library():
     return path
 
 
-_EXPORTS = ("MoeError", "DeviceArray", "DeviceBuffer", "PreparedWeights", "MoELayer", "fused_moe",
-            "quantize_nvfp4", "scale_bytes", "library_version", "device_count", "select_schedule",
-            "clear_workspace_cache")
+_EXPORTS = ("MoeError", "MoeValueError", "DeviceArray", "DeviceBuffer", "PreparedWeights", "MoELayer",
+            "fused_moe", "quantize_nvfp4", "scale_bytes", "library_version", "header_version",
+            "device_count", "select_schedule", "clear_workspace_cache")
+
+__all__ = ["__version__", "get_include", "get_library", "prepare_weights", "reference", *_EXPORTS]
 
 
 def prepare_weights(w13, w13_scale, w13_global_scale, w2, w2_scale, w2_global_scale, *, num_experts=None,
                     local_expert_offset=0, scale_layout="row_major", gate_up_order="up_gate", stream=None):
-    """Canonical NVFP4 weights of the local experts -> pymoe.PreparedWeights (device memory)."""
+    """Canonical NVFP4 weights of the local experts -> pymoe.PreparedWeights (device memory owned
+    by the returned object). Shapes: w13 uint8 [E_local, 2I, H/2], w13_scale uint8
+    [E_local, 2I, H/16] (row_major) or scale_bytes(2I, H, "swizzled") bytes per expert,
+    w13_global_scale fp32 [E_local], w2 uint8 [E_local, H, I/2], w2_scale like w13_scale,
+    w2_global_scale fp32 [E_local]. fp8 e4m3fn / float4_e2m1fn_x2 dtypes are taken as bytes."""
     return _require().PreparedWeights(w13, w13_scale, w13_global_scale, w2, w2_scale, w2_global_scale,
                                       num_experts=num_experts, local_expert_offset=local_expert_offset,
                                       scale_layout=scale_layout, gate_up_order=gate_up_order, stream=stream)
@@ -70,8 +80,9 @@ def prepare_weights(w13, w13_scale, w13_global_scale, w2, w2_scale, w2_global_sc
 
 def _require():
     if _core is None:
-        raise ImportError(f"pymoe's compiled extension is unavailable ({_core_error}); "
-                          "install the package with `pip install .`")
+        raise ImportError(f"pymoe's compiled extension (pymoe._core with libmoe12x.so) is unavailable "
+                          f"({_core_error}); install the package with `pip install .` "
+                          "(pymoe.reference works without it)")
     return _core
 
 
@@ -85,4 +96,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS) + ["reference"])
+    return sorted(set(globals()) | set(_EXPORTS) | {"reference"})

@@ -4,6 +4,9 @@ from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "moe12x/moe12x.h" nogil:
     int MOE12X_VERSION
+    int MOE12X_VERSION_MAJOR
+    int MOE12X_VERSION_MINOR
+    int MOE12X_VERSION_PATCH
 
     ctypedef struct CUstream_st
     ctypedef CUstream_st* moe12x_stream_t
@@ -18,6 +21,29 @@ cdef extern from "moe12x/moe12x.h" nogil:
         MOE12X_ERROR_CUDA
         MOE12X_ERROR_NOT_IMPLEMENTED
         MOE12X_ERROR_INTERNAL
+
+    ctypedef enum moe12x_act_quant_t:
+        MOE12X_ACT_QUANT_NVFP4
+        MOE12X_ACT_QUANT_NONE
+
+    ctypedef enum moe12x_gate_up_order_t:
+        MOE12X_UP_GATE
+        MOE12X_GATE_UP
+
+    ctypedef enum moe12x_scale_layout_t:
+        MOE12X_SCALE_ROW_MAJOR
+        MOE12X_SCALE_SWIZZLED_128x4
+
+    ctypedef enum moe12x_schedule_t:
+        MOE12X_SCHEDULE_AUTO
+        MOE12X_SCHEDULE_STATIC
+        MOE12X_SCHEDULE_DYNAMIC
+
+    ctypedef enum moe12x_dtype_t:
+        MOE12X_DTYPE_INT32
+        MOE12X_DTYPE_INT64
+        MOE12X_DTYPE_FLOAT32
+        MOE12X_DTYPE_BFLOAT16
 
     ctypedef struct moe12x_config_t:
         size_t struct_size
