@@ -108,6 +108,15 @@ moe12x_status_t check_scale_count(const char* name, int32_t count, const moe12x_
               count, c->num_local_experts, c->num_experts);
 }
 
+// The schedule a validated config runs for T tokens (moe12x_select_schedule's answer).
+int32_t schedule_for(const moe12x_config_t* c, int64_t /*num_tokens*/) {
+  if (c->num_local_experts > kMaxStaticExperts) return MOE12X_SCHEDULE_DYNAMIC;  // smem scan limit
+  if (c->schedule != MOE12X_SCHEDULE_AUTO) return c->schedule;
+  // Measured on H200 (bench/NOTES.md, v2): the grouped launches beat the persistent kernel at
+  // every T so far, so AUTO takes them until the static kernel wins somewhere.
+  return MOE12X_SCHEDULE_DYNAMIC;
+}
+
 }  // namespace
 
 extern "C" {
@@ -217,16 +226,7 @@ moe12x_status_t moe12x_select_schedule(const moe12x_config_t* config, int64_t nu
   clear_error();
   MOE12X_TRY(check_config(config));
   if (!schedule) return fail(MOE12X_ERROR_INVALID_ARGUMENT, "schedule: NULL pointer");
-  if (config->num_local_experts > kMaxStaticExperts) {
-    *schedule = MOE12X_SCHEDULE_DYNAMIC;  // the static kernel scans experts in shared memory
-  } else if (config->schedule != MOE12X_SCHEDULE_AUTO) {
-    *schedule = config->schedule;
-  } else {
-    // Measured on H200 (bench/NOTES.md, v2): the grouped launches beat the persistent kernel at
-    // every T so far, so AUTO takes them until the static kernel wins somewhere.
-    (void)num_tokens;
-    *schedule = MOE12X_SCHEDULE_DYNAMIC;
-  }
+  *schedule = schedule_for(config, num_tokens);
   return MOE12X_SUCCESS;
 }
 
@@ -319,9 +319,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.y = reinterpret_cast<float*>(ws + W.y);
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-  int32_t schedule = 0;
-  MOE12X_TRY(moe12x_select_schedule(config, T, &schedule));
-  if (schedule == MOE12X_SCHEDULE_STATIC) {
+  if (schedule_for(config, T) == MOE12X_SCHEDULE_STATIC) {  // config validated above
     MOE12X_CUDA_TRY(launch_static(p, s), "static-schedule cooperative launch");
     return MOE12X_SUCCESS;
   }
