@@ -288,7 +288,8 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.e_local = config->num_local_experts;
   p.local_offset = config->local_expert_offset;
   p.act_fp4 = fp4;
-  p.block_n = choose_block_n(T * config->top_k, config->num_local_experts);
+  const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
+  p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts) : kGroupedBlockN;
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   p.x = static_cast<const uint16_t*>(in->x);
   p.ids = in->topk_ids;
@@ -319,7 +320,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.y = reinterpret_cast<float*>(ws + W.y);
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-  if (schedule_for(config, T) == MOE12X_SCHEDULE_STATIC) {  // config validated above
+  if (static_schedule) {
     MOE12X_CUDA_TRY(launch_static(p, s), "static-schedule cooperative launch");
     return MOE12X_SUCCESS;
   }

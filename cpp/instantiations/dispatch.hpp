@@ -1,16 +1,21 @@
-// Token-tile width dispatch (one instantiation per width, one TU each).
+// Instantiation dispatch: the grouped FC1/FC2 kernels pick their token-tile width per tile at run
+// time; the static kernel is instantiated per routed-tile width (one TU each).
 #pragma once
 #include <cuda_runtime_api.h>
 #include "common/params.hpp"
 
 namespace moe12x {
-enum class Launch { kFc1, kFc2, kStatic };
 
+// block_n = 8 * NB: the persistent static kernel for that routed-tile width.
 template <int NB>
-cudaError_t launch_nb(const MoeParams& p, Launch which, cudaStream_t stream);
+cudaError_t launch_static_nb(const MoeParams& p, cudaStream_t stream);
 
-// block_n = 8 * NB rows of one expert per tile: the smallest width that covers the mean
-// routed rows per active expert, capped at 64.
+// Grouped tiles hold up to 64 rows of one expert, so an expert's weights are streamed once per
+// m-block whatever the batch; the mainloop narrows to the tile's rows.
+constexpr int kGroupedBlockN = 64;
+
+// Static schedule: the smallest width that covers the mean routed rows per active expert, capped
+// at 64 (its decode mainloop is per warp and narrow).
 inline int choose_block_n(int64_t pairs, int e_local) {
   const int64_t active = pairs < e_local ? pairs : e_local;
   const int64_t mean = active > 0 ? (pairs + active - 1) / active : 1;

@@ -15,7 +15,6 @@ enum class Gemm { kFc1, kFc2 };
 template <Gemm kWhich, class Mainloop, class Epilogue>
 struct MoeGemm {
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
-  static constexpr int kNB = Mainloop::kBN / 8;
   using SharedStorage = typename Mainloop::SharedStorage;
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
@@ -42,24 +41,63 @@ struct MoeGemm {
     act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
     act.gather_div = p.top_k;
 
-    typename Mainloop::Accum acc;
-    Mainloop::run(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
-    if (mtiles > 0 && Mainloop::epilogue_warp(warp)) Epilogue::template apply<kNB>(p, tile, warp_row0, acc);
+    // Runtime-width mainloops get the narrowest n8 multiple that holds the tile: decode tiles
+    // stay cheap while one tile per expert still covers up to 64 routed rows.
+    if constexpr (Mainloop::kRuntimeNB) {
+      const int nb = (tile.nrows + 7) / 8;
+      if (nb <= 1) run_nb<1>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      else if (nb <= 2) run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      else if (nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      else run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+    } else {
+      run_nb<Mainloop::kNB>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+    }
+  }
+
+  template <int NB>
+  __device__ static void run_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
+                                const uint8_t* codes, const uint8_t* scales, int K, int warp_row0,
+                                int mtiles, const ActivationRows& act) {
+    float acc[2][NB][4];
+    if constexpr (Mainloop::kRuntimeNB)
+      Mainloop::template run<NB>(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
+    else
+      Mainloop::run(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
+    if (mtiles > 0 && Mainloop::epilogue_warp(threadIdx.x / 32))
+      Epilogue::template apply<NB>(p, tile, warp_row0, acc);
   }
 };
 
-// Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list.
+// Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list. Shared
+// storage is dynamic (the weight ring exceeds the 48 KiB static limit).
 template <class Gemm_>
 __global__ void __launch_bounds__(kCtaThreads) moe_gemm_grouped_kernel(const MoeParams p) {
-  __shared__ typename Gemm_::SharedStorage smem;
+  extern __shared__ uint4 smem_raw[];
+  auto& smem = *reinterpret_cast<typename Gemm_::SharedStorage*>(smem_raw);
   for (GridTileScheduler s(p); s.valid(); s.advance()) Gemm_::run_item(p, smem, s.tile(), blockIdx.x);
+}
+
+// Opt a kernel into more than 48 KiB of dynamic shared memory, once per device (the attribute
+// lives in the device's context). Templated on the kernel itself: one flag set per kernel.
+template <auto kKernel>
+cudaError_t opt_in_smem(size_t bytes) {
+  if (bytes <= 48 * 1024) return cudaSuccess;
+  static bool done[64] = {};
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess || done[dev & 63]) return e;
+  e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (e == cudaSuccess) done[dev & 63] = true;
+  return e;
 }
 
 template <class Gemm_>
 cudaError_t launch_moe_gemm_grouped(const MoeParams& p, cudaStream_t stream) {
+  constexpr size_t kSmem = sizeof(typename Gemm_::SharedStorage);
+  if (const cudaError_t e = opt_in_smem<moe_gemm_grouped_kernel<Gemm_>>(kSmem); e != cudaSuccess) return e;
   const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
   const dim3 grid(Gemm_::mblocks(p), unsigned(ytiles > 0 ? ytiles : 1));
-  moe_gemm_grouped_kernel<Gemm_><<<grid, kCtaThreads, 0, stream>>>(p);
+  moe_gemm_grouped_kernel<Gemm_><<<grid, kCtaThreads, kSmem, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -14,15 +14,19 @@
 namespace moe12x {
 
 template <class Mainloop>
+union StaticSmem {
+  typename Mainloop::SharedStorage gemm;
+  struct { int rows[kMaxStaticExperts + 1], tiles[kMaxStaticExperts + 1], warp[64]; } route;
+};
+
+template <class Mainloop>
 __global__ void __launch_bounds__(kCtaThreads) moe_static_kernel(const MoeParams p) {
   namespace cg = cooperative_groups;
   cg::grid_group grid = cg::this_grid();
   using Fc1 = MoeGemm<Gemm::kFc1, Mainloop, Fc1SwigluQuantEpilogue>;
   using Fc2 = MoeGemm<Gemm::kFc2, Mainloop, Fc2WeightedStoreEpilogue>;
-  __shared__ union {
-    typename Mainloop::SharedStorage gemm;
-    struct { int rows[kMaxStaticExperts + 1], tiles[kMaxStaticExperts + 1], warp[64]; } route;
-  } smem;
+  extern __shared__ uint4 smem_raw[];
+  auto& smem = *reinterpret_cast<StaticSmem<Mainloop>*>(smem_raw);
 
   const int64_t gtid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t gthreads = int64_t(gridDim.x) * blockDim.x;
@@ -78,18 +82,20 @@ cudaError_t launch_moe_static(const MoeParams& p, cudaStream_t stream) {
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return e;
+  constexpr size_t kSmem = sizeof(StaticSmem<Mainloop>);
+  if ((e = opt_in_smem<moe_static_kernel<Mainloop>>(kSmem)) != cudaSuccess) return e;
   int& grid = cached_grid[dev & 63];
   if (grid == 0) {
     int sms = 0, per_sm = 0;
     if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
-    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, moe_static_kernel<Mainloop>, kCtaThreads, 0)) != cudaSuccess)
+    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, moe_static_kernel<Mainloop>, kCtaThreads, kSmem)) != cudaSuccess)
       return e;
     if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
     grid = sms * per_sm;
   }
   void* args[] = {const_cast<MoeParams*>(&p)};
   return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(moe_static_kernel<Mainloop>), dim3(grid),
-                                     dim3(kCtaThreads), args, 0, stream);
+                                     dim3(kCtaThreads), args, kSmem, stream);
 }
 
 }  // namespace moe12x

@@ -24,6 +24,8 @@ struct Sm80StreamFp4Mainloop {
   static constexpr int kItemRows = 2 * kWarpRows;
   static constexpr int kKU = 4;  // k64 blocks in flight per lane
   static constexpr bool kWarpItems = true;  // each warp runs its own items
+  static constexpr bool kRuntimeNB = false;
+  static constexpr int kNB = NB;
   static_assert(NB >= 1 && NB <= 2, "the streaming mainloop is for decode tiles of 8..16 tokens");
 
   using Accum = float[2][NB][4];
