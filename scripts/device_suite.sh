@@ -27,6 +27,8 @@ if [[ $mode == bench || $mode == all ]]; then
     2>&1 | tee "$out/bench.log" | tail -45
 fi
 if [[ $mode == iter ]]; then
+  # SASS of the carried library, for instruction counts of the mainloops (no cuobjdump here)
+  (cuobjdump -sass "$OLDPWD/.devbuild/libmoe12x.so" 2>/dev/null || true) | gzip > "$out/lib.sass.gz"
   python3 "$OLDPWD/bench/bench_moe.py" --no-torch --out-json "$out/decode.json" --png "$out/decode.png" \
     2>&1 | tee "$out/decode.log" | tail -45
   python3 "$OLDPWD/bench/bench_moe.py" --no-torch --prefill --quick --out-json "$out/prefill.json" \

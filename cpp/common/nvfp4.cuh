@@ -91,22 +91,93 @@ __device__ __forceinline__ uint32_t nvfp4_quantize_block(const uint16_t (&h)[16]
 }
 
 // ---- prepared-weight dequantization --------------------------------------------------------
-// A prepared 32-bit word holds the 8 codes one lane needs for one m16n8k16 A fragment:
-// nibble 3/7 -> a0 (row g, k 2t/2t+1), 2/6 -> a1 (row g+8), 1/5 -> a2 (row g, k+8), 0/4 -> a3.
-// Placing the 3 magnitude bits at bf16 bits 6..8 gives q * 2^-126 (code 1 lands on a bf16
-// subnormal, exactly 0.5 * 2^-126); one bf16 FMA with S = sf * 2^118 yields q * sf * 2^-8,
-// exact because q * sf has at most 5 significant bits. kAccScale undoes the 2^-8.
+// Each A register is built as bf16x2 bits "q * 2^-126": sign at bit 15, the 3 magnitude bits
+// (e1 e0 m) at bits 8..6, per half (code 1 lands on a bf16 subnormal, exactly 0.5 * 2^-126);
+// one bf16 FMA with S = sf * 2^118 yields q * sf * 2^-8, exact because q * sf has at most 6
+// significant bits. kAccScale undoes the 2^-8.
 constexpr float kAccScale = 256.0f;
 
-// Prepared scale code: 0 never occurs (zero-scale blocks are zeroed at preparation); else
+// A prepared 32-bit word holds the 8 codes one lane needs for one m16n8k16 A fragment: register
+// a0 (row g, k 2t/2t+1), a1 (row g+8), a2 (row g, k+8), a3 (row g+8, k+8); low half = even k.
+// Its bit order is chosen so that extraction is 8 integer ops (was 15): a0 is the word masked,
+// a1/a2 the word rotated right by 3/6 and masked, a3 the 8 remaining bits (0,1,3,4 per half)
+// spread by one multiply (copies at +2, +7, +12 never overlap, so no carries) and masked.
+// (No layout makes every register a 2-op rotate/permute + mask: 4 translates of the per-half
+// pattern {6,7,8,15} cannot tile 16 bits, with or without byte permutes.)
+constexpr uint32_t kABits = 0x81C081C0u;                          // sign + magnitude, both halves
+constexpr uint32_t kA3Src = 0x001B001Bu;                          // a3's bits in the word
+constexpr uint32_t kA3Mul = (1u << 2) | (1u << 7) | (1u << 12);  // 4 -> 6, 0/1 -> 7/8, 3 -> 15
+
+__host__ __device__ __forceinline__ uint32_t rotr32(uint32_t x, uint32_t n) {
+#ifdef __CUDA_ARCH__
+  return __funnelshift_r(x, x, n);  // one SHF.R.W
+#else
+  return (x >> n) | (x << ((32u - n) & 31u));
+#endif
+}
+
+__host__ __device__ __forceinline__ void prepared_a_bits(uint32_t q, uint32_t (&r)[4]) {
+  r[0] = q & kABits;
+  r[1] = rotr32(q, 3) & kABits;
+  r[2] = rotr32(q, 6) & kABits;
+  r[3] = ((q & kA3Src) * kA3Mul) & kABits;
+}
+
+// One code byte (low nibble: even k) -> its register bits as above.
+__host__ __device__ __forceinline__ uint32_t e2m1_pair_bits(uint32_t byte) {
+  const uint32_t lo = byte & 0xF, hi = (byte >> 4) & 0xF;
+  return ((lo & 8u) << 12) | ((lo & 7u) << 6) | ((hi & 8u) << 28) | ((hi & 7u) << 22);
+}
+
+// Inverse of prepared_a_bits (preparation only): r[i] must hold only kABits bits.
+__host__ __device__ __forceinline__ uint32_t pack_prepared_word(const uint32_t (&r)[4]) {
+  const uint32_t r1 = (r[1] << 3) | (r[1] >> 29), r2 = (r[2] << 6) | (r[2] >> 26);
+  return r[0] | r1 | r2 | ((r[3] >> 2) & 0x00100010u) | ((r[3] >> 7) & 0x00030003u) |
+         ((r[3] >> 12) & 0x00080008u);
+}
+
+// Scale code (e4m3 byte, sign ignored: scales are unsigned, as the SM100/SM120 ue4m3 type):
 // code = E << 3 | m with sf = 2^(E-10) * (1 + m/8), E in 1..18 (e4m3 subnormals normalized).
-// S bits = code << 4 + (235 << 7): exponent field E + 235 <= 253, so S = sf * 2^118 exactly.
-__device__ __forceinline__ uint32_t scale_pair(uint32_t codes4, uint32_t j) {
-  // bytes [c_j, 0, c_j, 0] -> two bf16 S values
-  const uint32_t sel = j | (4u << 4) | (j << 8) | (4u << 12);
+__host__ __device__ __forceinline__ uint32_t prepared_scale_code(uint32_t b) {
+  b &= 0x7F;
+  if (b == 0x7F) b = 0x7E;  // NaN scale: unsupported input, clamp to 448
+  const uint32_t e = b >> 3, m = b & 7;
+  if (e > 0) return ((e + 3) << 3) | m;  // sf = 2^(e-7) (1+m/8) = 2^(E-10) (1+m/8)
+  // subnormal m * 2^-9: normalize
+  if (m == 1) return (1u << 3);
+  if (m < 4) return (2u << 3) | ((m - 2) << 2);
+  return (3u << 3) | ((m - 4) << 1);
+}
+
+// Stored scale byte for a code (1 for zero blocks, whose codes are zeroed, so the hot loop has
+// no zero case): b = code + 88 = (E + 11) << 3 | m, nibbles swapped. S = sf * 2^118 has exponent
+// E + 235 in 236..253 (code 1: 235), so its bf16 bits are 0x7000 + b * 16 exactly: high byte
+// 0x70 | b >> 4, low byte b << 4. The swap lets 2 LOPs per 4-code word make all low and high
+// bytes, and one PRMT per S assemble them (was PRMT + LEA per S).
+__host__ __device__ __forceinline__ uint32_t prepared_scale_byte(uint32_t code) {
+  const uint32_t b = code + 88u;  // <= 239 for every code above
+  return ((b << 4) | (b >> 4)) & 0xFF;
+}
+
+__host__ __device__ __forceinline__ uint32_t prmt_b32(uint32_t a, uint32_t b, uint32_t sel) {
+#ifdef __CUDA_ARCH__
   uint32_t x;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(x) : "r"(codes4), "r"(0u), "r"(sel));
-  return x * 16u + 0x75807580u;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(x) : "r"(a), "r"(b), "r"(sel));
+  return x;
+#else
+  const uint64_t ab = (uint64_t(b) << 32) | a;
+  uint32_t x = 0;
+  for (int i = 0; i < 4; ++i) x |= uint32_t((ab >> (8 * ((sel >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  return x;  // default mode only (no sign replication), as used here
+#endif
+}
+
+// 4 stored scale bytes (byte j = k16 step j) -> the bf16x2 S pair of step j. lo/hi do not depend
+// on j: the compiler computes them once per word for the 4 unrolled steps.
+__host__ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, uint32_t j) {
+  const uint32_t lo = w & 0xF0F0F0F0u;         // low bytes of S: b << 4
+  const uint32_t hi = (w ^ lo) | 0x70707070u;  // high bytes of S: 0x70 | b >> 4
+  return prmt_b32(lo, hi, j | ((j + 4) << 4) | (j << 8) | ((j + 4) << 12));
 }
 
 __device__ __forceinline__ uint32_t bf16x2_mul_exact(uint32_t a, uint32_t b) {
@@ -119,15 +190,12 @@ __device__ __forceinline__ uint32_t bf16x2_mul_exact(uint32_t a, uint32_t b) {
 // One prepared word + the two scale pairs of its rows -> the 4 A registers of one k16 step.
 __device__ __forceinline__ void dequant_a_frag(uint32_t q, uint32_t s_g, uint32_t s_g8,
                                                uint32_t (&a)[4]) {
-  const uint32_t kSign = 0x80008000u, kMag = 0x01C001C0u;
-  const uint32_t r0 = (q & kSign) | ((q >> 6) & kMag);
-  const uint32_t r1 = ((q << 4) & kSign) | ((q >> 2) & kMag);
-  const uint32_t r2 = ((q << 8) & kSign) | ((q << 2) & kMag);
-  const uint32_t r3 = ((q << 12) & kSign) | ((q << 6) & kMag);
-  a[0] = bf16x2_mul_exact(r0, s_g);
-  a[1] = bf16x2_mul_exact(r1, s_g8);
-  a[2] = bf16x2_mul_exact(r2, s_g);
-  a[3] = bf16x2_mul_exact(r3, s_g8);
+  uint32_t r[4];
+  prepared_a_bits(q, r);
+  a[0] = bf16x2_mul_exact(r[0], s_g);
+  a[1] = bf16x2_mul_exact(r[1], s_g8);
+  a[2] = bf16x2_mul_exact(r[2], s_g);
+  a[3] = bf16x2_mul_exact(r[3], s_g8);
 }
 
 }  // namespace moe12x

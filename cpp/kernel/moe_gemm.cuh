@@ -71,7 +71,7 @@ struct MoeGemm {
 // Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list. Shared
 // storage is dynamic (the weight ring exceeds the 48 KiB static limit).
 template <class Gemm_>
-__global__ void __launch_bounds__(kCtaThreads) moe_gemm_grouped_kernel(const MoeParams p) {
+__global__ void __launch_bounds__(kCtaThreads, 3) moe_gemm_grouped_kernel(const MoeParams p) {
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename Gemm_::SharedStorage*>(smem_raw);
   for (GridTileScheduler s(p); s.valid(); s.advance()) Gemm_::run_item(p, smem, s.tile(), blockIdx.x);

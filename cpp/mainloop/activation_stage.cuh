@@ -1,4 +1,4 @@
-// Stages the B operand (token rows x K chunk) in shared memory as bf16. FP4 rows are decoded to
+// Stages the B operand (token rows x K chunk) in shared memory as bf16, in fragment order. FP4 rows are decoded to
 // q * sf * 2^-8, exact in bf16 and the same values the streaming mainloop builds in registers (so
 // both mainloops agree bitwise); the mainloop undoes 2^-8 and the epilogue applies the global
 // scale. Rows past the tile are 0.
@@ -18,42 +18,48 @@ struct ActivationRows {
   bool fp4;
 };
 
+// Shared-memory order: fragment order. Within each 32-element K block, lane t's B values for
+// k16 steps 2i and 2i+1 (k = 2t, 2t+1, 2t+8, 2t+9 of each step) are 8 consecutive bf16 at 8 t,
+// so a lane loads a step pair with one 16-byte load. Rows are kStride apart (kStride = 32 mod
+// 64 elements: the two token rows of a quarter-warp land on disjoint banks).
+__device__ __forceinline__ int frag_order_offset(int group, int t) {  // 16-element group, lane t
+  return (group >> 1) * 32 + 8 * t + 4 * (group & 1);
+}
+
+// Writes one 16-element group given as 8 bf16x2 words (word p = elements 2p, 2p+1).
+__device__ __forceinline__ void store_group_frag_order(uint16_t* row, int group, const uint32_t (&w)[8]) {
+#pragma unroll
+  for (int t = 0; t < 4; ++t)
+    *reinterpret_cast<uint2*>(row + frag_order_offset(group, t)) = make_uint2(w[t], w[4 + t]);
+}
+
 template <int BN, int kStride, int kThreads>
 __device__ __forceinline__ void stage_activations(const ActivationRows& a, int row0, int nrows,
                                                   int k0, int kc, uint16_t* smem) {
-  if (a.fp4) {
-    const int bpr = kc / 16;
-    for (int i = threadIdx.x; i < BN * bpr; i += kThreads) {
-      const int r = i / bpr, b = i % bpr;
-      uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
-      if (r < nrows) {
+  static_assert(kStride % 64 == 32, "stride must be 32 mod 64 elements (bank-conflict-free)");
+  const int gpr = kc / 16;  // 16-element groups per row
+  for (int i = threadIdx.x; i < BN * gpr; i += kThreads) {
+    const int r = i / gpr, b = i % gpr;
+    uint32_t w[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+    if (r < nrows) {
+      if (a.fp4) {
         const int64_t row = row0 + r;
         const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
         const float sf = e4m3_decode(a.scales[row * (a.K / 16) + (k0 / 16) + b]) * (1.0f / kAccScale);
-        uint32_t w[8];
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const uint32_t byte = ((j < 4 ? q.x : q.y) >> (8 * (j % 4))) & 0xFF;
           w[j] = pack_bf16x2(e2m1_decode(byte & 0xF) * sf, e2m1_decode(byte >> 4) * sf);
         }
-        lo = make_uint4(w[0], w[1], w[2], w[3]);
-        hi = make_uint4(w[4], w[5], w[6], w[7]);
-      }
-      uint4* dst = reinterpret_cast<uint4*>(smem + r * kStride + b * 16);
-      dst[0] = lo;
-      dst[1] = hi;
-    }
-  } else {
-    const int vpr = kc / 8;
-    for (int i = threadIdx.x; i < BN * vpr; i += kThreads) {
-      const int r = i / vpr, v = i % vpr;
-      uint4 val = make_uint4(0, 0, 0, 0);
-      if (r < nrows) {
+      } else {
         const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
-        val = *reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + v * 8);
+        const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
+        const uint4 lo = src[0], hi = src[1];
+        w[0] = lo.x; w[1] = lo.y; w[2] = lo.z; w[3] = lo.w;
+        w[4] = hi.x; w[5] = hi.y; w[6] = hi.z; w[7] = hi.w;
       }
-      *reinterpret_cast<uint4*>(smem + r * kStride + v * 8) = val;
     }
+    store_group_frag_order(smem + r * kStride, b, w);
   }
 }
 

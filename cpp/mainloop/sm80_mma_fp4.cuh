@@ -1,10 +1,11 @@
 // Portable mainloop (SM80+ mma.sync, also the SM90 and SM120 path): FP4 weights are the A
 // operand, tokens are N. Each warp owns 2 m16 tiles (32 weight rows) of a 128-row item.
-//   weights: a per-warp ring of kStages k64 blocks filled by cp.async (16 B per lane per tile,
-//            fragment-major, so a lane reads back what it copied); kStages - 1 blocks stay in
-//            flight across the activation barriers, so every SM streams weights continuously
-//            without spending registers on prefetch (the v3 register double buffer lost
-//            occupancy, bench/NOTES.md).
+//   weights: a per-warp ring of kStages stages of 2 k64 blocks, filled by cp.async (16 B per
+//            lane per tile and block, fragment-major; lanes 0..15 copy the scales); 6 blocks
+//            stay in flight across the activation barriers, so every SM streams weights
+//            continuously without spending registers on prefetch (the v3 register double
+//            buffer lost occupancy, bench/NOTES.md). Decode is issue-bound: the loop body is
+//            kept free of per-block branches (MT is a template, not a runtime check).
 //   tokens:  staged as bf16 in shared memory per K chunk; the chunk grows as the tile narrows,
 //            so a decode tile stages 2048 K values per barrier pair.
 // The token-tile width NB (n8 tiles) is a template of run(); MoeGemm picks it per tile at run
@@ -18,19 +19,37 @@
 
 namespace moe12x {
 
+// A row's 4 prepared scale codes (one per k16 step) -> two words whose 16-bit halves are the
+// bf16 S of steps (0, 2) and (1, 3): S bits = code * 16 + 0x7580 (nvfp4.cuh), no carry across
+// halves. dup_half then broadcasts one half; ptxas can fold it into the FMA's operand select.
+__device__ __forceinline__ uint2 scale_halves(uint32_t codes4) {
+  uint32_t even, odd;
+  asm("prmt.b32 %0, %1, 0, 0x4240;" : "=r"(even) : "r"(codes4));
+  asm("prmt.b32 %0, %1, 0, 0x4341;" : "=r"(odd) : "r"(codes4));
+  return make_uint2(even * 16u + 0x75807580u, odd * 16u + 0x75807580u);
+}
+
+__device__ __forceinline__ uint32_t dup_half(uint32_t x, int hi) {
+  uint32_t d;
+  if (hi) asm("{.reg .b16 l, h; mov.b32 {l, h}, %1; mov.b32 %0, {h, h};}" : "=r"(d) : "r"(x));
+  else asm("{.reg .b16 l, h; mov.b32 {l, h}, %1; mov.b32 %0, {l, l};}" : "=r"(d) : "r"(x));
+  return d;
+}
+
 struct Sm80MmaFp4Mainloop {
   static constexpr int kMaxNB = 8;
   static constexpr int kMTiles = 2;
   static constexpr int kWarps = kCtaThreads / 32;
-  static constexpr int kStages = 8;             // k64 blocks per warp ring (7 in flight)
-  static constexpr int kStageElems = 64 * 264;  // token rows x (chunk + 8) bf16, any width
+  static constexpr int kStageBlocks = 2;        // k64 blocks per ring stage
+  static constexpr int kStages = 4;             // ring stages per warp (3 in flight)
+  static constexpr int kStageElems = 64 * 288;  // token rows x (chunk + 32) bf16, any width
   static constexpr bool kRuntimeNB = true;
   static constexpr bool kWarpItems = false;
   static constexpr int kItemRows = kCtaRows;
 
   struct Stage {
-    uint4 q[kMTiles][32];  // codes: lane-major, as prepared
-    uint4 s[kMTiles][4];   // 64 B of scale codes per tile (rows g, g+8 at 8 g)
+    uint4 q[kStageBlocks][kMTiles][32];  // codes: lane-major, as prepared
+    uint4 s[kStageBlocks][kMTiles][4];   // 64 B of scale codes per tile (rows g, g+8 at 8 g)
   };
   struct SharedStorage {
     alignas(16) uint16_t b[kStageElems];
@@ -42,7 +61,7 @@ struct Sm80MmaFp4Mainloop {
   template <int NB>
   static constexpr int chunk_k() { return 2048 / NB; }
   template <int NB>
-  static constexpr int stride() { return chunk_k<NB>() + 8; }  // +16 B per row: conflict-free
+  static constexpr int stride() { return chunk_k<NB>() + 32; }  // +64 B per row: conflict-free
 
   __device__ static int warp_row0(int mblock, int warp) { return mblock * kItemRows + warp * 2 * kWarpRows; }
   __device__ static bool epilogue_warp(int) { return true; }
@@ -52,46 +71,65 @@ struct Sm80MmaFp4Mainloop {
   __device__ static void run(const uint8_t* codes, const uint8_t* scales, int K, int row0, int mtiles,
                              const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
                              Accum<NB>& acc) {
-    constexpr int kChunk = chunk_k<NB>(), kStride = stride<NB>();
-    static_assert(NB >= 1 && NB <= kMaxNB, "token tile must be 8..64 rows");
-    static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
-    static_assert(kChunk % kKBlock == 0, "chunk must hold whole prepared blocks");
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int kblocks = K / kKBlock;
-    Stage* ring = smem.ring[threadIdx.x / 32];
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
         for (int i = 0; i < 4; ++i) acc[mt][nb][i] = 0.0f;
+    // A warp past the matrix's last rows still joins the CTA barriers of the activation stage.
+    if (mtiles >= 2) run_tiles<NB, 2>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    else if (mtiles == 1) run_tiles<NB, 1>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    else run_tiles<NB, 0>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    if (act.fp4) {  // fp4 B operands carry 2^-8 (activation_stage.cuh); undo it exactly
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
+    }
+  }
 
-    // ---- weight ring: lanes copy their own 16 B per tile; lanes 0..7 the tiles' scales ----
+  template <int NB, int MT>
+  __device__ static void run_tiles(const uint8_t* codes, const uint8_t* scales, int K, int row0,
+                                   const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
+                                   Accum<NB>& acc) {
+    constexpr int kChunk = chunk_k<NB>(), kStride = stride<NB>();
+    static_assert(NB >= 1 && NB <= kMaxNB, "token tile must be 8..64 rows");
+    static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
+    static_assert(kChunk % (kKBlock * kStageBlocks) == 0, "chunk must hold whole ring stages");
+    using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int kblocks = K / kKBlock;
+    Stage* ring = smem.ring[threadIdx.x / 32];
+
+    // ---- weight ring ----
     const uint8_t* qsrc[kMTiles];
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
       qsrc[mt] = codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16;
-    const int smt = lane >> 2;
-    const bool scale_lane = lane < 4 * kMTiles && smt < mtiles;
-    const uint8_t* ssrc = scales + (int64_t(row0 / kWarpRows + (smt & 1)) * kblocks) * kScaleBytes + t * 16;
-    auto issue = [&](int kb, Stage& st) {
-      if (kb < kblocks) {
+    // lanes 0..15 copy scales: lane = 8 * block + 4 * tile + 16-byte part
+    const int s_blk = (lane >> 3) & 1, s_mt = (lane >> 2) & 1;
+    const bool scale_lane = lane < 16 && s_mt < MT;
+    const uint8_t* ssrc = scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16;
+    auto issue = [&](int kb0, int slot) {  // stage of blocks kb0, kb0 + 1
+      Stage& st = ring[slot];
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-          if (mt < mtiles)
-            cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>::copy(
-                *reinterpret_cast<const cute::uint128_t*>(qsrc[mt] + int64_t(kb) * kFragBytes),
-                *reinterpret_cast<cute::uint128_t*>(&st.q[mt][lane]));
-        if (scale_lane)
-          cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>::copy(
-              *reinterpret_cast<const cute::uint128_t*>(ssrc + int64_t(kb) * kScaleBytes),
-              *reinterpret_cast<cute::uint128_t*>(&st.s[smt & 1][t]));
-      }
+      for (int i = 0; i < kStageBlocks; ++i)
+        if (kb0 + i < kblocks)
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+            Copy::copy(*reinterpret_cast<const cute::uint128_t*>(qsrc[mt] + int64_t(kb0 + i) * kFragBytes),
+                       *reinterpret_cast<cute::uint128_t*>(&st.q[i][mt][lane]));
+      if (scale_lane && kb0 + s_blk < kblocks)
+        Copy::copy(*reinterpret_cast<const cute::uint128_t*>(ssrc + int64_t(kb0) * kScaleBytes),
+                   *reinterpret_cast<cute::uint128_t*>(&st.s[s_blk][s_mt][t]));
       cute::cp_async_fence();  // empty groups past the end keep the wait count uniform
     };
     __syncwarp();  // every lane is done with the previous item's ring
 #pragma unroll
-    for (int i = 0; i < kStages - 1; ++i) issue(i, ring[i]);
+    for (int i = 0; i < kStages - 1; ++i) issue(i * kStageBlocks, i);
 
     int kb = 0, slot = 0;
     for (int k0 = 0; k0 < K; k0 += kChunk) {
@@ -100,55 +138,56 @@ struct Sm80MmaFp4Mainloop {
       stage_activations<8 * NB, kStride, kCtaThreads>(act, tok0, ntok, k0, kc, smem.b);
       __syncthreads();
 
-      for (int kk0 = 0; kk0 < kc; kk0 += kKBlock, ++kb) {
+      for (int kk0 = 0; kk0 < kc; kk0 += kKBlock * kStageBlocks, kb += kStageBlocks) {
         cute::cp_async_wait<kStages - 2>();
-        __syncwarp();  // block kb visible to all lanes; slot kb-1 read by all lanes
+        __syncwarp();  // stage visible to all lanes; the previous stage read by all lanes
         const Stage& st = ring[slot];
-        uint4 q[kMTiles];
-        uint2 s[kMTiles];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          q[mt] = st.q[mt][lane];
-          s[mt] = reinterpret_cast<const uint2*>(st.s[mt])[g];
-        }
-        const int refill = slot == 0 ? kStages - 1 : slot - 1;
-        issue(kb + kStages - 1, ring[refill]);
+        issue(kb + (kStages - 1) * kStageBlocks, slot == 0 ? kStages - 1 : slot - 1);
         slot = slot == kStages - 1 ? 0 : slot + 1;
-
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t b[NB][2];
-          const int kk = kk0 + j * 16 + 2 * t;
-#pragma unroll
-          for (int nb = 0; nb < NB; ++nb) {
-            const uint16_t* row = smem.b + (nb * 8 + g) * kStride + kk;
-            b[nb][0] = *reinterpret_cast<const uint32_t*>(row);
-            b[nb][1] = *reinterpret_cast<const uint32_t*>(row + 8);
-          }
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            if (mt >= mtiles) break;
-            const uint32_t words[4] = {q[mt].x, q[mt].y, q[mt].z, q[mt].w};
-            uint32_t a[4];
-            dequant_a_frag(words[j], scale_pair(s[mt].x, j), scale_pair(s[mt].y, j), a);
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb)
-              cute::SM80_16x8x16_F32BF16BF16F32_TN::fma(
-                  acc[mt][nb][0], acc[mt][nb][1], acc[mt][nb][2], acc[mt][nb][3], a[0], a[1], a[2],
-                  a[3], b[nb][0], b[nb][1], acc[mt][nb][0], acc[mt][nb][1], acc[mt][nb][2],
-                  acc[mt][nb][3]);
-          }
-        }
+        block_mma<NB, MT, kStride>(st, 0, smem.b + kk0, acc);
+        if (kk0 + kKBlock < kc) block_mma<NB, MT, kStride>(st, 1, smem.b + kk0 + kKBlock, acc);
       }
     }
     cute::cp_async_wait<0>();  // only empty groups remain; keeps the ring quiet for the next item
-    if (act.fp4) {  // fp4 B operands carry 2^-8 (activation_stage.cuh); undo it exactly
+  }
+
+  // One k64 block: 4 k16 steps x MT m16 tiles x NB n8 tiles. b: the block's first token column.
+  template <int NB, int MT, int kStride>
+  __device__ static void block_mma(const Stage& st, int i, const uint16_t* b, Accum<NB>& acc) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    uint4 q[kMTiles];
+    uint2 sg[kMTiles], sg8[kMTiles];  // S halves for steps (0, 2) and (1, 3), rows g and g+8
 #pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
+    for (int mt = 0; mt < MT; ++mt) {
+      q[mt] = st.q[i][mt][lane];
+      const uint2 s = reinterpret_cast<const uint2*>(st.s[i][mt])[g];
+      sg[mt] = scale_halves(s.x);
+      sg8[mt] = scale_halves(s.y);
+    }
 #pragma unroll
-        for (int nb = 0; nb < NB; ++nb)
+    for (int jp = 0; jp < 2; ++jp) {
+      uint4 bq[NB];  // B registers of steps 2 jp and 2 jp + 1 (fragment order)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
+      for (int nb = 0; nb < NB; ++nb)
+        bq[nb] = *reinterpret_cast<const uint4*>(b + (nb * 8 + g) * kStride + 32 * jp + 8 * t);
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * jp + jj;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const uint32_t words[4] = {q[mt].x, q[mt].y, q[mt].z, q[mt].w};
+          const uint32_t half_g = jj ? sg[mt].y : sg[mt].x, half_g8 = jj ? sg8[mt].y : sg8[mt].x;
+          uint32_t a[4];
+          dequant_a_frag(words[j], dup_half(half_g, jp), dup_half(half_g8, jp), a);
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb) {
+            const uint32_t b0 = jj ? bq[nb].z : bq[nb].x, b1 = jj ? bq[nb].w : bq[nb].y;
+            cute::SM80_16x8x16_F32BF16BF16F32_TN::fma(
+                acc[mt][nb][0], acc[mt][nb][1], acc[mt][nb][2], acc[mt][nb][3], a[0], a[1], a[2], a[3],
+                b0, b1, acc[mt][nb][0], acc[mt][nb][1], acc[mt][nb][2], acc[mt][nb][3]);
+          }
+        }
+      }
     }
   }
 };
