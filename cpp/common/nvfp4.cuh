@@ -136,48 +136,17 @@ __host__ __device__ __forceinline__ uint32_t pack_prepared_word(const uint32_t (
          ((r[3] >> 12) & 0x00080008u);
 }
 
-// Scale code (e4m3 byte, sign ignored: scales are unsigned, as the SM100/SM120 ue4m3 type):
+// Prepared scale code: 0 never occurs (zero-scale blocks are zeroed at preparation); else
 // code = E << 3 | m with sf = 2^(E-10) * (1 + m/8), E in 1..18 (e4m3 subnormals normalized).
-__host__ __device__ __forceinline__ uint32_t prepared_scale_code(uint32_t b) {
-  b &= 0x7F;
-  if (b == 0x7F) b = 0x7E;  // NaN scale: unsupported input, clamp to 448
-  const uint32_t e = b >> 3, m = b & 7;
-  if (e > 0) return ((e + 3) << 3) | m;  // sf = 2^(e-7) (1+m/8) = 2^(E-10) (1+m/8)
-  // subnormal m * 2^-9: normalize
-  if (m == 1) return (1u << 3);
-  if (m < 4) return (2u << 3) | ((m - 2) << 2);
-  return (3u << 3) | ((m - 4) << 1);
-}
-
-// Stored scale byte for a code (1 for zero blocks, whose codes are zeroed, so the hot loop has
-// no zero case): b = code + 88 = (E + 11) << 3 | m, nibbles swapped. S = sf * 2^118 has exponent
-// E + 235 in 236..253 (code 1: 235), so its bf16 bits are 0x7000 + b * 16 exactly: high byte
-// 0x70 | b >> 4, low byte b << 4. The swap lets 2 LOPs per 4-code word make all low and high
-// bytes, and one PRMT per S assemble them (was PRMT + LEA per S).
-__host__ __device__ __forceinline__ uint32_t prepared_scale_byte(uint32_t code) {
-  const uint32_t b = code + 88u;  // <= 239 for every code above
-  return ((b << 4) | (b >> 4)) & 0xFF;
-}
-
-__host__ __device__ __forceinline__ uint32_t prmt_b32(uint32_t a, uint32_t b, uint32_t sel) {
-#ifdef __CUDA_ARCH__
+// S bits = code << 4 + (235 << 7): exponent field E + 235 <= 253, so S = sf * 2^118 exactly.
+// (PRMT + LEA per S stays: a nibble-swapped code lets 2 LOPs per 4-code word feed one PRMT per S,
+// but in the mainloop the compiler rematerializes those per step, 3 ops per S.)
+__device__ __forceinline__ uint32_t scale_pair(uint32_t codes4, uint32_t j) {
+  // bytes [c_j, 0, c_j, 0] -> two bf16 S values
+  const uint32_t sel = j | (4u << 4) | (j << 8) | (4u << 12);
   uint32_t x;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(x) : "r"(a), "r"(b), "r"(sel));
-  return x;
-#else
-  const uint64_t ab = (uint64_t(b) << 32) | a;
-  uint32_t x = 0;
-  for (int i = 0; i < 4; ++i) x |= uint32_t((ab >> (8 * ((sel >> (4 * i)) & 7))) & 0xFF) << (8 * i);
-  return x;  // default mode only (no sign replication), as used here
-#endif
-}
-
-// 4 stored scale bytes (byte j = k16 step j) -> the bf16x2 S pair of step j. lo/hi do not depend
-// on j: the compiler computes them once per word for the 4 unrolled steps.
-__host__ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, uint32_t j) {
-  const uint32_t lo = w & 0xF0F0F0F0u;         // low bytes of S: b << 4
-  const uint32_t hi = (w ^ lo) | 0x70707070u;  // high bytes of S: 0x70 | b >> 4
-  return prmt_b32(lo, hi, j | ((j + 4) << 4) | (j << 8) | ((j + 4) << 12));
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(x) : "r"(codes4), "r"(0u), "r"(sel));
+  return x * 16u + 0x75807580u;
 }
 
 __device__ __forceinline__ uint32_t bf16x2_mul_exact(uint32_t a, uint32_t b) {

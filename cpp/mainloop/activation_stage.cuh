@@ -18,6 +18,23 @@ struct ActivationRows {
   bool fp4;
 };
 
+// FP4 decode with the weights' bit trick (nvfp4.cuh): the 3 magnitude bits of a code at bf16
+// bits 6..8 and its sign at bit 15 read as q * 2^-126; one bf16 multiply by S = sf * 2^118
+// (exact in bf16) gives q * sf * 2^-8 exactly. ~6 instructions per 2 values: staging is paid
+// by every m-block of a tile, so it must stay cheap next to the weight stream.
+__device__ __forceinline__ uint32_t act_scale_pair(uint32_t sf_code) {
+  const uint32_t h = uint32_t(float_to_bf16(e4m3_decode(sf_code) * 0x1p118f));  // exact
+  return h * 0x10001u;
+}
+
+// Byte `i` of `word` (codes 2i, 2i+1; low nibble first) -> bf16x2 of both values times S.
+__device__ __forceinline__ uint32_t act_code_pair(uint32_t word, int i, uint32_t s2) {
+  const uint32_t b = __byte_perm(word, 0u, 0x4440u | uint32_t(i));  // byte i alone
+  const uint32_t mag = (b * 0x00040040u) & 0x01C001C0u;  // bits 0..2 -> 6..8, 4..6 -> 22..24
+  const uint32_t sgn = (b * 0x01001000u) & 0x80008000u;  // bit 3 -> 15, bit 7 -> 31
+  return bf16x2_mul_exact(mag | sgn, s2);
+}
+
 // Shared-memory order: fragment order. Within each 32-element K block, lane t's B values for
 // k16 steps 2i and 2i+1 (k = 2t, 2t+1, 2t+8, 2t+9 of each step) are 8 consecutive bf16 at 8 t,
 // so a lane loads a step pair with one 16-byte load. Rows are kStride apart (kStride = 32 mod
@@ -45,12 +62,9 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
       if (a.fp4) {
         const int64_t row = row0 + r;
         const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
-        const float sf = e4m3_decode(a.scales[row * (a.K / 16) + (k0 / 16) + b]) * (1.0f / kAccScale);
+        const uint32_t s2 = act_scale_pair(a.scales[row * (a.K / 16) + (k0 / 16) + b]);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const uint32_t byte = ((j < 4 ? q.x : q.y) >> (8 * (j % 4))) & 0xFF;
-          w[j] = pack_bf16x2(e2m1_decode(byte & 0xF) * sf, e2m1_decode(byte >> 4) * sf);
-        }
+        for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? q.x : q.y, j % 4, s2);
       } else {
         const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
         const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);

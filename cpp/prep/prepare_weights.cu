@@ -1,7 +1,8 @@
 // Canonical NVFP4 (row-major codes, row-major or 128x4-swizzled e4m3 scales) -> the prepared
 // fragment-major layout of mainloop/sm80_mma_fp4.cuh:
-//   codes:  [expert][m16 tile][k64 block][lane][16 B]: word j = k16 step j, nibbles as in
-//           dequant_a_frag (3/7: row g k 2t/2t+1, 2/6: row g+8, 1/5: row g k+8, 0/4: row g+8 k+8)
+//   codes:  [expert][m16 tile][k64 block][lane][16 B]: word j = k16 step j, bit order of
+//           pack_prepared_word (common/nvfp4.cuh) over the A registers a0 (row g k 2t/2t+1),
+//           a1 (row g+8), a2 (row g k+8), a3 (row g+8 k+8)
 //   scales: [expert][m16 tile][k64 block][g][row g: 4 codes][row g+8: 4 codes]
 // W13 tiles pair features: tile m holds up rows 8m..8m+7 then gate rows 8m..8m+7.
 // Blocks whose e4m3 scale is 0 get zero codes and scale code 1, so the hot loop has no zero case.
@@ -55,7 +56,7 @@ __global__ void prepare_kernel(PrepareArgs a) {
     uint32_t sc[2] = {0u, 0u};
     for (int j = 0; j < 4; ++j) {
       const int k0 = kb * 64 + j * 16;
-      uint32_t byte[4];  // B0: row g k 2t, B1: row g+8 k 2t, B2: row g k 2t+8, B3: row g+8 k 2t+8
+      uint32_t byte[4];  // a0: row g k 2t, a1: row g+8 k 2t, a2: row g k 2t+8, a3: row g+8 k 2t+8
       for (int h = 0; h < 2; ++h) {
         const uint32_t sf = scales[scale_offset(row[h], k0 / 16, a.rows, kb16, a.swizzled)];
         const bool zero = (sf & 0x7F) == 0;
@@ -64,13 +65,9 @@ __global__ void prepare_kernel(PrepareArgs a) {
         byte[2 + h] = zero ? 0u : cr[(k0 + 2 * t + 8) / 2];
         sc[h] |= (zero ? 1u : prepared_scale_code(sf)) << (8 * j);
       }
-      uint32_t w = 0;
-      const int slot_of[4] = {3, 2, 1, 0};  // B0->nibble 3/7, B1->2/6, B2->1/5, B3->0/4
-      for (int b = 0; b < 4; ++b) {
-        w |= (byte[b] & 0xF) << (4 * slot_of[b]);
-        w |= (byte[b] >> 4) << (4 * (slot_of[b] + 4));
-      }
-      words[j] = w;
+      uint32_t r[4];
+      for (int b = 0; b < 4; ++b) r[b] = e2m1_pair_bits(byte[b]);
+      words[j] = pack_prepared_word(r);
     }
     const int64_t block = (int64_t(e) * tiles + tile) * kblocks + kb;
     reinterpret_cast<uint4*>(a.out_codes + block * kFragBytes)[lane] =
