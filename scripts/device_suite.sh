@@ -10,8 +10,8 @@ out=${OUT:-/tmp/moe12x-out}; mkdir -p "$out"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 t0=$(date +%s)
 CMAKE_ARGS="-DMOE12X_PREBUILT_LIBRARY=$PWD/.devbuild/libmoe12x.so" \
-  python3 -m pip install --no-build-isolation --no-deps -q . > "$out/install.log" 2>&1 \
-  || { tail -40 "$out/install.log"; exit 1; }
+  python3 -m pip install --no-build-isolation --no-deps -q . > /tmp/install.log 2>&1 \
+  || { cp /tmp/install.log "$out/"; tail -40 /tmp/install.log; exit 1; }
 echo "install: $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 cd /tmp  # import the installed package, not the checkout
@@ -29,10 +29,10 @@ fi
 if [[ $mode == iter ]]; then
   # SASS of the carried library, for instruction counts of the mainloops (no cuobjdump here)
   (cuobjdump -sass "$OLDPWD/.devbuild/libmoe12x.so" 2>/dev/null || true) | gzip > "$out/lib.sass.gz"
-  python3 "$OLDPWD/bench/bench_moe.py" --no-torch --out-json "$out/decode.json" --png "$out/decode.png" \
+  python3 "$OLDPWD/bench/bench_moe.py" --no-torch --out-json "$out/decode.json" --png /tmp/decode.png \
     2>&1 | tee "$out/decode.log" | tail -45
   python3 "$OLDPWD/bench/bench_moe.py" --no-torch --prefill --quick --out-json "$out/prefill.json" \
-    --png "$out/prefill.png" 2>&1 | tee "$out/prefill.log" | tail -25
+    --png /tmp/prefill.png 2>&1 | tee "$out/prefill.log" | tail -25
 fi
 echo "device_suite: $(( $(date +%s) - t0 )) s"
 exit $rc

@@ -2,6 +2,7 @@
 // launch sequence route -> pack -> FC1 -> FC2 -> combine. No allocation, no host sync in run.
 #include <atomic>
 #include <cinttypes>
+#include <cstdlib>
 #include <cstring>
 
 #include "api/status.hpp"
@@ -21,8 +22,18 @@ bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) %
 std::atomic<int> g_device_count{-1};
 std::atomic<int> g_cc_major[64];
 
+// MOE12X_NO_PDL=1 turns programmatic dependent launches off (A/B measurements), read once.
+bool pdl_disabled() {
+  static const bool off = [] {
+    const char* v = std::getenv("MOE12X_NO_PDL");
+    return v && v[0] && v[0] != '0';
+  }();
+  return off;
+}
+
 struct DeviceGuard {
   int prev = -1;
+  int cc_major = 0;  // of the device entered
   bool switched = false;
   moe12x_status_t enter(int device) {
     int count = g_device_count.load(std::memory_order_relaxed);
@@ -43,6 +54,7 @@ struct DeviceGuard {
                       "cudaDeviceGetAttribute");
       if (dev < 64) g_cc_major[dev].store(major, std::memory_order_relaxed);
     }
+    cc_major = major;
     if (major < 8)
       return fail(MOE12X_ERROR_UNSUPPORTED_DEVICE,
                   "device %d has compute capability %d.x; moe12x needs 8.0 or newer", dev, major);
@@ -288,6 +300,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.e_local = config->num_local_experts;
   p.local_offset = config->local_expert_offset;
   p.act_fp4 = fp4;
+  p.pdl = guard.cc_major >= 9 && !pdl_disabled();
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
   p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts) : kGroupedBlockN;
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);

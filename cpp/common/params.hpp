@@ -97,6 +97,7 @@ struct MoeParams {
   int64_t tokens;
   int hidden, inter, top_k, num_experts, e_local, local_offset;
   bool act_fp4;
+  bool pdl;      // launch the grouped schedule's kernels programmatically dependent (SM90+)
   int block_n;
   int64_t max_tiles;
   // inputs

@@ -5,6 +5,7 @@
 // grouped launch and the persistent static kernel.
 #pragma once
 #include "common/params.hpp"
+#include "common/pdl.cuh"
 #include "mainloop/activation_stage.cuh"
 #include "scheduler/expert_tiles.cuh"
 
@@ -75,6 +76,7 @@ __global__ void __launch_bounds__(kCtaThreads, 3) moe_gemm_grouped_kernel(const 
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename Gemm_::SharedStorage*>(smem_raw);
   for (GridTileScheduler s(p); s.valid(); s.advance()) Gemm_::run_item(p, smem, s.tile(), blockIdx.x);
+  pdl_wait();  // a CTA without items still completes only after the predecessor (pdl.cuh)
 }
 
 // Opt a kernel into more than 48 KiB of dynamic shared memory, once per device (the attribute
@@ -97,8 +99,10 @@ cudaError_t launch_moe_gemm_grouped(const MoeParams& p, cudaStream_t stream) {
   if (const cudaError_t e = opt_in_smem<moe_gemm_grouped_kernel<Gemm_>>(kSmem); e != cudaSuccess) return e;
   const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
   const dim3 grid(Gemm_::mblocks(p), unsigned(ytiles > 0 ? ytiles : 1));
-  moe_gemm_grouped_kernel<Gemm_><<<grid, kCtaThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
+  // The tile list is read before the wait, so the predecessor must itself have waited: the pack
+  // kernel has; the route kernel (FC1's predecessor without FP4 activations) has not.
+  const bool pdl = p.pdl && (!Gemm_::kFc1 || p.act_fp4);
+  return launch_kernel(moe_gemm_grouped_kernel<Gemm_>, grid, dim3(kCtaThreads), kSmem, stream, pdl, p);
 }
 
 }  // namespace moe12x

@@ -15,6 +15,7 @@
 #include <cute/arch/mma_sm80.hpp>
 #include "common/nvfp4.cuh"
 #include "common/params.hpp"
+#include "common/pdl.cuh"
 #include "mainloop/activation_stage.cuh"
 
 namespace moe12x {
@@ -130,6 +131,9 @@ struct Sm80MmaFp4Mainloop {
     __syncwarp();  // every lane is done with the previous item's ring
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) issue(i * kStageBlocks, i);
+    // Weights never depend on the previous kernel; the activations do (pdl.cuh).
+    pdl_wait();
+    pdl_trigger();
 
     int kb = 0, slot = 0;
     for (int k0 = 0; k0 < K; k0 += kChunk) {

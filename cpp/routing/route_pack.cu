@@ -4,6 +4,7 @@
 // fixed, which is harmless: every packed row is computed independently and results are stored
 // per pair, so the output is bitwise deterministic and batch invariant anyway.
 #include "common/launchers.hpp"
+#include "common/pdl.cuh"
 #include "routing/route_device.cuh"
 
 namespace moe12x {
@@ -18,6 +19,7 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(MoeParams p) {
   int* s_warp = s_tiles + p.e_local + 1;   // [64]
   const int tid = threadIdx.x;
   const int64_t pairs = p.tokens * p.top_k;
+  pdl_trigger();  // the pack kernel may launch; it waits for this one to complete
 
   for (int e = tid; e < p.e_local; e += kRouteThreads) hist[e] = 0;
   __syncthreads();
@@ -52,6 +54,8 @@ cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
 __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  pdl_wait();
+  pdl_trigger();
   const int rows = p.offsets[p.e_local];
   for (int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
     const int pair = p.row_pair[r];
@@ -62,8 +66,8 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
 
 cudaError_t launch_pack_fp4(const MoeParams& p, cudaStream_t stream) {
   const int64_t blocks = (p.tokens * p.top_k + 7) / 8;
-  pack_fp4_kernel<<<int(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(pack_fp4_kernel, dim3(unsigned(blocks < 4096 ? blocks : 4096)), dim3(256), 0, stream,
+                       p.pdl, p);
 }
 
 }  // namespace moe12x
