@@ -14,6 +14,7 @@ for pt in ${1:-deepseek-v3:32 deepseek-v3:4096}; do
   timeout 240 "$ncu" --kernel-name regex:moe_gemm_grouped --launch-count 2 \
     --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct" \
     python3 "$root/scripts/prof_layer.py" "$shape" "$T" 1 > "$tmp/prof-$shape-$T.txt" 2>&1
   echo "device_prof: $shape T=$T rc=$? $(grep -c 'Duration' "$tmp/prof-$shape-$T.txt") kernels"
 done

@@ -302,7 +302,8 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.act_fp4 = fp4;
   p.pdl = guard.cc_major >= 9 && !pdl_disabled();
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
-  p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts) : kGroupedBlockN;
+  p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
+                              : choose_grouped_block_n(T * config->top_k, config->num_local_experts);
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   p.x = static_cast<const uint16_t*>(in->x);
   p.ids = in->topk_ids;

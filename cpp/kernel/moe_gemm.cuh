@@ -17,6 +17,7 @@ template <Gemm kWhich, class Mainloop, class Epilogue>
 struct MoeGemm {
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
   using SharedStorage = typename Mainloop::SharedStorage;
+  using MainloopType = Mainloop;
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
   __host__ __device__ static int mblocks(const MoeParams& p) {
@@ -46,10 +47,14 @@ struct MoeGemm {
     // stay cheap while one tile per expert still covers up to 64 routed rows.
     if constexpr (Mainloop::kRuntimeNB) {
       const int nb = (tile.nrows + 7) / 8;
-      if (nb <= 1) run_nb<1>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-      else if (nb <= 2) run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-      else if (nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-      else run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      if (nb <= 1) {
+        run_nb<1>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      } else if (Mainloop::kMaxNB <= 2 || nb <= 2) {  // tiles never exceed 8 * kMaxNB rows
+        run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      } else if constexpr (Mainloop::kMaxNB >= 8) {
+        if (nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+        else run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      }
     } else {
       run_nb<Mainloop::kNB>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
     }
@@ -72,7 +77,7 @@ struct MoeGemm {
 // Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list. Shared
 // storage is dynamic (the weight ring exceeds the 48 KiB static limit).
 template <class Gemm_>
-__global__ void __launch_bounds__(kCtaThreads, 3) moe_gemm_grouped_kernel(const MoeParams p) {
+__global__ void __launch_bounds__(kCtaThreads, Gemm_::MainloopType::kCtasPerSm) moe_gemm_grouped_kernel(const MoeParams p) {
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename Gemm_::SharedStorage*>(smem_raw);
   for (GridTileScheduler s(p); s.valid(); s.advance()) Gemm_::run_item(p, smem, s.tile(), blockIdx.x);

@@ -37,16 +37,23 @@ __device__ __forceinline__ uint32_t dup_half(uint32_t x, int hi) {
   return d;
 }
 
-struct Sm80MmaFp4Mainloop {
-  static constexpr int kMaxNB = 8;
+// kMaxNB_: widest token tile (n8 tiles). 8 for the general kernel; 2 for the decode kernel, whose
+// smaller accumulators and token stage fit 4 CTAs per SM instead of 3 (more warps to hide the
+// weight stream's latency when tiles are a few rows).
+template <int kMaxNB_>
+struct Sm80MmaFp4MainloopT {
+  static constexpr int kMaxNB = kMaxNB_;
+  static_assert(kMaxNB == 2 || kMaxNB == 8, "widths: 16 (decode) or 64 (general)");
   static constexpr int kMTiles = 2;
   static constexpr int kWarps = kCtaThreads / 32;
   static constexpr int kStageBlocks = 2;        // k64 blocks per ring stage
   static constexpr int kStages = 4;             // ring stages per warp (3 in flight)
-  static constexpr int kStageElems = 64 * 288;  // token rows x (chunk + 32) bf16, any width
+  static constexpr int kChunkRows = kMaxNB == 8 ? 2048 : 1024;  // K x rows staged per barrier pair
+  static constexpr int kStageElems = 8 * kMaxNB * (kChunkRows / kMaxNB + 32);  // rows x (chunk + 32)
   static constexpr bool kRuntimeNB = true;
   static constexpr bool kWarpItems = false;
   static constexpr int kItemRows = kCtaRows;
+  static constexpr int kCtasPerSm = kMaxNB == 8 ? 3 : 4;  // register bound for __launch_bounds__
 
   struct Stage {
     uint4 q[kStageBlocks][kMTiles][32];  // codes: lane-major, as prepared
@@ -60,7 +67,7 @@ struct Sm80MmaFp4Mainloop {
   using Accum = float[kMTiles][NB][4];
 
   template <int NB>
-  static constexpr int chunk_k() { return 2048 / NB; }
+  static constexpr int chunk_k() { return kChunkRows / NB; }
   template <int NB>
   static constexpr int stride() { return chunk_k<NB>() + 32; }  // +64 B per row: conflict-free
 
@@ -97,7 +104,7 @@ struct Sm80MmaFp4Mainloop {
                                    const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
                                    Accum<NB>& acc) {
     constexpr int kChunk = chunk_k<NB>(), kStride = stride<NB>();
-    static_assert(NB >= 1 && NB <= kMaxNB, "token tile must be 8..64 rows");
+    static_assert(NB >= 1 && NB <= kMaxNB, "token tile wider than this mainloop's kMaxNB");
     static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
     static_assert(kChunk % (kKBlock * kStageBlocks) == 0, "chunk must hold whole ring stages");
     using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
@@ -195,5 +202,8 @@ struct Sm80MmaFp4Mainloop {
     }
   }
 };
+
+using Sm80MmaFp4Mainloop = Sm80MmaFp4MainloopT<8>;
+using Sm80MmaFp4DecodeMainloop = Sm80MmaFp4MainloopT<2>;
 
 }  // namespace moe12x
