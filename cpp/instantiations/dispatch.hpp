@@ -10,7 +10,7 @@ namespace moe12x {
 template <int NB>
 cudaError_t launch_static_nb(const MoeParams& p, cudaStream_t stream);
 
-// Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16: decode kernel, 64: general).
+// Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16, 32: decode kernels; 64: general).
 template <int kMaxNB>
 cudaError_t launch_fc1_nb(const MoeParams& p, cudaStream_t stream);
 template <int kMaxNB>
@@ -18,12 +18,12 @@ cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 // Grouped tiles: up to 64 rows of one expert, so an expert's weights are streamed once per m-block
 // whatever the batch (the mainloop narrows to the tile's rows); while the mean routed rows per
-// active expert is <= 8, 16-row tiles and the decode kernel (4 CTAs per SM instead of 3): an
-// expert with more rows than that takes a second tile, rare at such means.
+// active expert is <= 8 (<= 16), 16-row (32-row) tiles and a decode kernel with 4 CTAs per SM
+// instead of 3: an expert with twice the mean rows takes a second tile, rare at such means.
 inline int choose_grouped_block_n(int64_t pairs, int e_local) {
   const int64_t active = pairs < e_local ? pairs : e_local;
   const int64_t mean = active > 0 ? (pairs + active - 1) / active : 1;
-  return mean <= 8 ? 16 : 64;
+  return mean <= 8 ? 16 : mean <= 16 ? 32 : 64;
 }
 
 // Static schedule: the smallest width that covers the mean routed rows per active expert, capped

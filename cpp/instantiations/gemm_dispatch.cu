@@ -10,9 +10,11 @@ cudaError_t launch_static(const MoeParams& p, cudaStream_t stream) {
   }
 }
 cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
-  return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream) : launch_fc1_nb<8>(p, stream);
+  return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)
+         : p.block_n <= 32 ? launch_fc1_nb<4>(p, stream) : launch_fc1_nb<8>(p, stream);
 }
 cudaError_t launch_fc2(const MoeParams& p, cudaStream_t stream) {
-  return p.block_n <= 16 ? launch_fc2_nb<2>(p, stream) : launch_fc2_nb<8>(p, stream);
+  return p.block_n <= 16 ? launch_fc2_nb<2>(p, stream)
+         : p.block_n <= 32 ? launch_fc2_nb<4>(p, stream) : launch_fc2_nb<8>(p, stream);
 }
 }  // namespace moe12x

@@ -51,9 +51,9 @@ struct MoeGemm {
         run_nb<1>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
       } else if (Mainloop::kMaxNB <= 2 || nb <= 2) {  // tiles never exceed 8 * kMaxNB rows
         run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-      } else if constexpr (Mainloop::kMaxNB >= 8) {
-        if (nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-        else run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+      } else if constexpr (Mainloop::kMaxNB >= 4) {
+        if (Mainloop::kMaxNB <= 4 || nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
+        else if constexpr (Mainloop::kMaxNB >= 8) run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
       }
     } else {
       run_nb<Mainloop::kNB>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);

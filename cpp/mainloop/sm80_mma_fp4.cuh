@@ -37,13 +37,13 @@ __device__ __forceinline__ uint32_t dup_half(uint32_t x, int hi) {
   return d;
 }
 
-// kMaxNB_: widest token tile (n8 tiles). 8 for the general kernel; 2 for the decode kernel, whose
-// smaller accumulators and token stage fit 4 CTAs per SM instead of 3 (more warps to hide the
-// weight stream's latency when tiles are a few rows).
+// kMaxNB_: widest token tile (n8 tiles). 8 for the general kernel; 2 and 4 for the decode kernels,
+// whose smaller accumulators and token stage fit 4 CTAs per SM instead of 3 (more warps to hide
+// the weight stream's latency when tiles are a few rows).
 template <int kMaxNB_>
 struct Sm80MmaFp4MainloopT {
   static constexpr int kMaxNB = kMaxNB_;
-  static_assert(kMaxNB == 2 || kMaxNB == 8, "widths: 16 (decode) or 64 (general)");
+  static_assert(kMaxNB == 2 || kMaxNB == 4 || kMaxNB == 8, "widths: 16, 32 (decode) or 64 (general)");
   static constexpr int kMTiles = 2;
   static constexpr int kWarps = kCtaThreads / 32;
   static constexpr int kStageBlocks = 2;        // k64 blocks per ring stage
@@ -204,6 +204,5 @@ struct Sm80MmaFp4MainloopT {
 };
 
 using Sm80MmaFp4Mainloop = Sm80MmaFp4MainloopT<8>;
-using Sm80MmaFp4DecodeMainloop = Sm80MmaFp4MainloopT<2>;
 
 }  // namespace moe12x
