@@ -4,6 +4,8 @@
 // parameters; schedulers (scheduler/) decide which items run where, so the same body serves the
 // grouped launch and the persistent static kernel.
 #pragma once
+#include <atomic>
+
 #include "common/params.hpp"
 #include "common/pdl.cuh"
 #include "mainloop/activation_stage.cuh"
@@ -86,15 +88,16 @@ __global__ void __launch_bounds__(kCtaThreads, Gemm_::MainloopType::kCtasPerSm) 
 
 // Opt a kernel into more than 48 KiB of dynamic shared memory, once per device (the attribute
 // lives in the device's context). Templated on the kernel itself: one flag set per kernel.
+// Thread-safe (setting it twice is harmless); devices past the 64th are set on every launch.
 template <auto kKernel>
 cudaError_t opt_in_smem(size_t bytes) {
   if (bytes <= 48 * 1024) return cudaSuccess;
-  static bool done[64] = {};
+  static std::atomic<bool> done[64] = {};
   int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess || done[dev & 63]) return e;
+  if (e != cudaSuccess || (dev < 64 && done[dev].load(std::memory_order_relaxed))) return e;
   e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-  if (e == cudaSuccess) done[dev & 63] = true;
+  if (e == cudaSuccess && dev < 64) done[dev].store(true, std::memory_order_relaxed);
   return e;
 }
 

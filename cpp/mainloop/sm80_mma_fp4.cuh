@@ -108,7 +108,7 @@ struct Sm80MmaFp4MainloopT {
     static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
     static_assert(kChunk % (kKBlock * kStageBlocks) == 0, "chunk must hold whole ring stages");
     using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int lane = threadIdx.x & 31, t = lane & 3;
     const int kblocks = K / kKBlock;
     Stage* ring = smem.ring[threadIdx.x / 32];
 
