@@ -31,6 +31,16 @@ bool pdl_disabled() {
   return off;
 }
 
+// MOE12X_EXPERIMENTAL_SM90_WGMMA=1: grouped FC1/FC2 on the draft wgmma mainloop (sm_90 only, and
+// only in builds with 90a in MOE12X_CUDA_ARCHITECTURES; otherwise ignored). Not a supported path.
+bool sm90_wgmma_requested() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOE12X_EXPERIMENTAL_SM90_WGMMA");
+    return v && v[0] && v[0] != '0';
+  }();
+  return on;
+}
+
 struct DeviceGuard {
   int prev = -1;
   int cc_major = 0;  // of the device entered
@@ -304,6 +314,10 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
   p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
                               : choose_grouped_block_n(T * config->top_k, config->num_local_experts);
+#ifdef MOE12X_HAS_SM90_WGMMA
+  p.sm90_wgmma = !static_schedule && guard.cc_major == 9 && sm90_wgmma_requested();
+  if (p.sm90_wgmma && p.block_n == 64) p.block_n = 128;  // its 128-token tiles (workspace sized for 8)
+#endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   p.x = static_cast<const uint16_t*>(in->x);
   p.ids = in->topk_ids;

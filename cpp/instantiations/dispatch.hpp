@@ -16,6 +16,12 @@ cudaError_t launch_fc1_nb(const MoeParams& p, cudaStream_t stream);
 template <int kMaxNB>
 cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
+#ifdef MOE12X_HAS_SM90_WGMMA
+// EXPERIMENTAL draft (gemm_sm90_wgmma.cu, mainloop/sm90_wgmma_fp4.cuh): tiles up to 128 rows.
+cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
+cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
+#endif
+
 // Grouped tiles: up to 64 rows of one expert, so an expert's weights are streamed once per m-block
 // whatever the batch (the mainloop narrows to the tile's rows); while the mean routed rows per
 // active expert is <= 8 (<= 16), 16-row (32-row) tiles and a decode kernel with 4 CTAs per SM

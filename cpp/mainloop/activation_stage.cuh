@@ -77,4 +77,47 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
   }
 }
 
+// ---- GMMA order (SM90 wgmma B operand, EXPERIMENTAL: mainloop/sm90_wgmma_fp4.cuh) -------------
+// K-major bf16 with the 128-byte swizzle, one k64 block at a time: a block is BN rows of 128 B
+// (the 64 K values of one token row), 8-row atoms 1024 B apart (GMMA descriptor SBO), the 16-byte
+// chunk c of row n stored at chunk c ^ (n % 8). The block must start 1024-B aligned (the hardware
+// swizzles on address bits 4..6 ^ 7..9). This is CuTe's tile_to_shape(GMMA::Layout_K_SW128_Atom
+// <bf16>, (BN, 64)); tests/host/wgmma_layout_test.cu checks the equality.
+__host__ __device__ __forceinline__ uint32_t sw128_k_offset(int n, int k) {  // bytes, k in [0, 64)
+  return uint32_t(n) * 128u + ((uint32_t((k >> 3) ^ n) & 7u) << 4) + uint32_t(k & 7) * 2u;
+}
+
+// Stages token rows [row0, row0 + BN) x K [k0, k0 + kc) (kc a multiple of 64) as kc / 64 GMMA
+// blocks of BN * 128 bytes at `smem`. Same values as stage_activations (FP4 rows decoded with the
+// act_code_pair trick, rows past nrows are 0); only the shared-memory order differs. Synchronous
+// loads: the wgmma mainloop calls it while its tensor-core work is in flight.
+template <int BN, int kThreads>
+__device__ __forceinline__ void stage_activations_gmma(const ActivationRows& a, int row0, int nrows,
+                                                       int k0, int kc, uint8_t* smem) {
+  const int gpr = kc / 16;  // 16-element groups per row; 4 per k64 block
+  for (int i = threadIdx.x; i < BN * gpr; i += kThreads) {
+    const int r = i / gpr, b = i % gpr;
+    uint32_t w[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+    if (r < nrows) {
+      if (a.fp4) {
+        const int64_t row = row0 + r;
+        const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
+        const uint32_t s2 = act_scale_pair(a.scales[row * (a.K / 16) + (k0 / 16) + b]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? q.x : q.y, j % 4, s2);
+      } else {
+        const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
+        const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
+        const uint4 lo = src[0], hi = src[1];
+        w[0] = lo.x; w[1] = lo.y; w[2] = lo.z; w[3] = lo.w;
+        w[4] = hi.x; w[5] = hi.y; w[6] = hi.z; w[7] = hi.w;
+      }
+    }
+    uint8_t* blk = smem + (b >> 2) * (BN * 128);
+    const int kin = (b & 3) * 16;  // first K of the group inside its k64 block
+    *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, kin)) = make_uint4(w[0], w[1], w[2], w[3]);
+    *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, kin + 8)) = make_uint4(w[4], w[5], w[6], w[7]);
+  }
+}
+
 }  // namespace moe12x
