@@ -19,7 +19,6 @@ constexpr int kFragBytes = 512;   // one (m16, k64) block of codes: 32 lanes x 1
 constexpr int kScaleBytes = 64;   // its scale codes: 16 rows x 4 blocks
 constexpr int kCtaThreads = 128;  // 4 MMA warps
 constexpr int kCtaRows = 128;     // prepared rows per CTA (2 m16 tiles per warp)
-constexpr int kChunkK = 256;      // K elements staged in shared memory per step
 constexpr int kMaxStaticExperts = 1024;  // the static kernel scans experts in shared memory
 
 inline size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }

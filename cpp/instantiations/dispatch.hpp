@@ -22,21 +22,25 @@ cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 #endif
 
+// Ceiling of routed rows per expert that has any (the width choices below key on it).
+inline int64_t mean_rows_per_active_expert(int64_t pairs, int e_local) {
+  const int64_t active = pairs < e_local ? pairs : e_local;
+  return active > 0 ? (pairs + active - 1) / active : 1;
+}
+
 // Grouped tiles: up to 64 rows of one expert, so an expert's weights are streamed once per m-block
 // whatever the batch (the mainloop narrows to the tile's rows); while the mean routed rows per
 // active expert is <= 8 (<= 16), 16-row (32-row) tiles and a decode kernel with 4 CTAs per SM
 // instead of 3: an expert with twice the mean rows takes a second tile, rare at such means.
 inline int choose_grouped_block_n(int64_t pairs, int e_local) {
-  const int64_t active = pairs < e_local ? pairs : e_local;
-  const int64_t mean = active > 0 ? (pairs + active - 1) / active : 1;
+  const int64_t mean = mean_rows_per_active_expert(pairs, e_local);
   return mean <= 8 ? 16 : mean <= 16 ? 32 : 64;
 }
 
 // Static schedule: the smallest width that covers the mean routed rows per active expert, capped
 // at 64 (its decode mainloop is per warp and narrow).
 inline int choose_block_n(int64_t pairs, int e_local) {
-  const int64_t active = pairs < e_local ? pairs : e_local;
-  const int64_t mean = active > 0 ? (pairs + active - 1) / active : 1;
+  const int64_t mean = mean_rows_per_active_expert(pairs, e_local);
   return mean <= 8 ? 8 : mean <= 16 ? 16 : mean <= 32 ? 32 : 64;
 }
 }  // namespace moe12x
