@@ -327,8 +327,10 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.tile_count = reinterpret_cast<int*>(ws + W.tile_count);
   p.tiles = reinterpret_cast<int2*>(ws + W.tiles);
   p.row_pair = reinterpret_cast<int*>(ws + W.row_pair);
-  p.xb = fp4 ? reinterpret_cast<uint16_t*>(ws + W.xb) : nullptr;
-  p.act = reinterpret_cast<uint16_t*>(ws + W.act);
+  p.xq = fp4 ? ws + W.xq : nullptr;
+  p.xq_sf = fp4 ? ws + W.xq_sf : nullptr;
+  p.act = ws + W.act;
+  p.act_sf = fp4 ? ws + W.act_sf : nullptr;
   p.y = reinterpret_cast<float*>(ws + W.y);
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);

@@ -90,30 +90,6 @@ __device__ __forceinline__ uint32_t nvfp4_quantize_block(const uint16_t (&h)[16]
   return s.sf;
 }
 
-// The value a code stands for, without the global scale: e2m1 * e4m3 has at most 5 significant
-// bits, so it is exact in fp32 and in bf16 (SPEC §2). The packed GEMM operands are stored so.
-__device__ __forceinline__ float nvfp4_value(uint32_t code, const BlockScale& s) {
-  return s.denom == 0.0f ? 0.0f : e2m1_decode(code) * e4m3_decode(s.sf);
-}
-
-// One 16-element block of bf16 bits -> the bf16 bits of its NVFP4 values (quantized with gs,
-// e2m1 * e4m3, global scale left out). The routed-row packer's output.
-__device__ __forceinline__ void nvfp4_quantize_block_bf16(const uint16_t (&h)[16], float gs, uint32_t (&out)[8]) {
-  float v[16], amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    v[i] = __uint_as_float(uint32_t(h[i]) << 16);
-    amax = fmaxf(amax, fabsf(v[i]));
-  }
-  const BlockScale s = nvfp4_block_scale(amax, gs);
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const uint32_t lo = __float_as_uint(nvfp4_value(nvfp4_code(v[2 * i], s), s)) >> 16;  // exact: low half 0
-    const uint32_t hi = __float_as_uint(nvfp4_value(nvfp4_code(v[2 * i + 1], s), s)) & 0xFFFF0000u;
-    out[i] = lo | hi;
-  }
-}
-
 // ---- prepared-weight dequantization --------------------------------------------------------
 // Each A register is built as bf16x2 bits "q * 2^-126": sign at bit 15, the 3 magnitude bits
 // (e1 e0 m) at bits 8..6, per half (code 1 lands on a bf16 subnormal, exactly 0.5 * 2^-126);

@@ -52,12 +52,10 @@ inline PreparedLayout prepared_layout(int e_local, int hidden, int inter) {
 }
 
 // Workspace: routing tables, packed activations, the intermediate, and per-slot FC2 outputs.
-// GEMM B operands are stored as exact bf16 (NVFP4 values dequantized once, when written), so the
-// mainloops stage them with plain copies: every m-block of a tile re-stages its B operand, and
-// decoding FP4 there cost more instructions than the weights' dequantization (bench/NOTES.md v11).
-// The packed FC1 input is dead before FC2 writes y, so it lives inside y (2 P H <= 4 P H bytes).
+// The packed FC1 input is dead before FC2 writes y (stream order, PDL waits, the static kernel's
+// grid barrier), so it lives inside y (P (H/2 + H/16) bytes, 4 P H but for tiny P H).
 struct WorkspaceLayout {
-  size_t counts, tile_count, tiles, row_pair, xb, act, y;
+  size_t counts, tile_count, tiles, row_pair, xq, xq_sf, act, act_sf, y;
   size_t bytes;
   int64_t pairs, max_tiles;
 };
@@ -80,10 +78,22 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
   take(w.tiles, sizeof(int) * 2 * size_t(w.max_tiles));
   take(w.row_pair, sizeof(int) * size_t(w.pairs));
   const size_t P = size_t(w.pairs);
-  take(w.act, P * inter * 2);              // bf16 intermediate (NVFP4 values, exact, in fp4 mode)
-  take(w.y, P * hidden * sizeof(float));
-  w.xb = act_fp4 ? w.y : 0;                // fp4 mode: quantized x rows as exact bf16; act "none"
-                                           // gathers rows of x directly
+  if (act_fp4) {
+    take(w.act, P * inter / 2);
+    take(w.act_sf, P * inter / 16);
+  } else {
+    w.act_sf = 0;
+    take(w.act, P * inter * 2);
+  }
+  const size_t xq_bytes = align_up(P * hidden / 2, 256) + P * hidden / 16;
+  const size_t y_bytes = P * hidden * sizeof(float);
+  take(w.y, act_fp4 && xq_bytes > y_bytes ? xq_bytes : y_bytes);
+  if (act_fp4) {  // inside y
+    w.xq = w.y;
+    w.xq_sf = w.y + align_up(P * hidden / 2, 256);
+  } else {
+    w.xq = w.xq_sf = 0;  // FC1 gathers bf16 rows of x directly
+  }
   w.bytes = off;
   return w;
 }
@@ -116,8 +126,8 @@ struct MoeParams {
   int* tile_count;  // [1]
   int2* tiles;      // (expert, first row)
   int* row_pair;    // packed row -> pair index t * k + j
-  uint16_t* xb;                  // packed FC1 input (fp4 mode): NVFP4-quantized x rows, exact bf16
-  uint16_t* act;                 // packed FC2 input, bf16 (NVFP4-quantized values in fp4 mode)
+  uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode)
+  uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16
   float* y;                      // [T * k, H] fp32, already multiplied by the routing weight
 };
 

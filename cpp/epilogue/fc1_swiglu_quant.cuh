@@ -1,8 +1,7 @@
 // FC1 epilogue: the prepared W13 pairs up/gate rows inside each m16 tile (rows 0-7 up, 8-15
 // gate of the same 8 features), so c0/c1 and c2/c3 of one lane are up and gate of one
 // (feature, token): SwiGLU stays in registers, in fp32. A warp's 2 tiles hold 16 consecutive
-// features = one NVFP4 block per token: amax is a shuffle over the g lanes, and the quantized
-// values are stored as exact bf16 (the FC2 B operand, params.hpp).
+// features = one NVFP4 block per token: amax and packing are warp shuffles over the g lanes.
 #pragma once
 #include "common/cuda_utils.cuh"
 #include "common/nvfp4.cuh"
@@ -35,16 +34,23 @@ struct Fc1SwigluQuantEpilogue {
         const int col = nb * 8 + 2 * t + c;
         const bool valid = col < tile.nrows;
         const int64_t row = int64_t(tile.row0) + col;
-        if (p.act_fp4) {  // quantize, store the NVFP4 values as exact bf16 (params.hpp)
+        if (p.act_fp4) {
           float amax = fmaxf(fabsf(a[0]), fabsf(a[1]));
 #pragma unroll
           for (int o = 4; o < 32; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
           const BlockScale s = nvfp4_block_scale(amax, gs_out);
-          a[0] = nvfp4_value(nvfp4_code(a[0], s), s);
-          a[1] = nvfp4_value(nvfp4_code(a[1], s), s);
-        }
-        if (valid) {
-          uint16_t* dst = p.act + row * p.inter + f0 + g;
+          uint32_t w0 = nvfp4_code(a[0], s) << (4 * g), w1 = nvfp4_code(a[1], s) << (4 * g);
+#pragma unroll
+          for (int o = 4; o < 32; o <<= 1) {
+            w0 |= __shfl_xor_sync(0xffffffffu, w0, o);
+            w1 |= __shfl_xor_sync(0xffffffffu, w1, o);
+          }
+          if (valid && g == 0) {
+            *reinterpret_cast<uint2*>(p.act + row * (p.inter / 2) + f0 / 2) = make_uint2(w0, w1);
+            p.act_sf[row * (p.inter / 16) + f0 / 16] = uint8_t(s.sf);
+          }
+        } else if (valid) {
+          uint16_t* dst = reinterpret_cast<uint16_t*>(p.act) + row * p.inter + f0 + g;
           dst[0] = float_to_bf16(a[0]);
           dst[8] = float_to_bf16(a[1]);
         }

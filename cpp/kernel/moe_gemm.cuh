@@ -38,7 +38,10 @@ struct MoeGemm {
 
     ActivationRows act;
     act.K = K;
-    act.bf16 = kFc1 ? (p.act_fp4 ? p.xb : p.x) : p.act;
+    act.fp4 = p.act_fp4;
+    act.codes = kFc1 ? p.xq : p.act;
+    act.scales = kFc1 ? p.xq_sf : p.act_sf;
+    act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
     act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
     act.gather_div = p.top_k;
 

@@ -1,16 +1,40 @@
-// Stages the B operand (token rows x K chunk) in shared memory as bf16, in fragment order. The
-// packed operands are bf16 already (NVFP4 values stored exact, params.hpp), so staging is a copy.
+// Stages the B operand (token rows x K chunk) in shared memory as bf16, in fragment order. FP4 rows are decoded to
+// q * sf * 2^-8, exact in bf16 and the same values the streaming mainloop builds in registers (so
+// both mainloops agree bitwise); the mainloop undoes 2^-8 and the epilogue applies the global
+// scale. Rows past the tile are 0.
 #pragma once
 #include "common/cuda_utils.cuh"
+#include "common/nvfp4.cuh"
 
 namespace moe12x {
 
 struct ActivationRows {
-  const uint16_t* bf16;     // row-major [rows, K]
-  const int* gather;        // row -> source row is gather[row] / gather_div; null = identity
+  const uint8_t* codes;     // fp4: row-major [rows, K/2]
+  const uint8_t* scales;    // fp4: row-major [rows, K/16]
+  const uint16_t* bf16;     // bf16 source
+  const int* gather;        // bf16: row -> source row is gather[row] / gather_div; null = identity
   int gather_div;
   int K;
+  bool fp4;
 };
+
+// FP4 decode with the weights' bit trick (nvfp4.cuh): the 3 magnitude bits of a code at bf16
+// bits 6..8 and its sign at bit 15 read as q * 2^-126; one bf16 multiply by S = sf * 2^118
+// (exact in bf16) gives q * sf * 2^-8 exactly. ~6 instructions per 2 values: staging is paid
+// by every m-block of a tile, so it must stay cheap next to the weight stream.
+__device__ __forceinline__ uint32_t act_scale_pair(uint32_t sf_code) {
+  const uint32_t h = uint32_t(float_to_bf16(e4m3_decode(sf_code) * 0x1p118f));  // exact
+  return h * 0x10001u;
+}
+
+// Byte `i` of `word` (codes 2i, 2i+1; low nibble first) -> bf16x2 of both values times S.
+__device__ __forceinline__ uint32_t act_code_pair(uint32_t word, int i, uint32_t s2) {
+  const uint32_t b = __byte_perm(word, 0u, 0x4440u | uint32_t(i));  // byte i alone
+  const uint32_t mag = (b * 0x00040040u) & 0x01C001C0u;  // bits 0..2 -> 6..8, 4..6 -> 22..24
+  const uint32_t sgn = (b * 0x01001000u) & 0x80008000u;  // bit 3 -> 15, bit 7 -> 31
+  return bf16x2_mul_exact(mag | sgn, s2);
+}
+
 // Shared-memory order: fragment order. Within each 32-element K block, lane t's B values for
 // k16 steps 2i and 2i+1 (k = 2t, 2t+1, 2t+8, 2t+9 of each step) are 8 consecutive bf16 at 8 t,
 // so a lane loads a step pair with one 16-byte load. Rows are kStride apart (kStride = 32 mod
@@ -26,40 +50,30 @@ __device__ __forceinline__ void store_group_frag_order(uint16_t* row, int group,
     *reinterpret_cast<uint2*>(row + frag_order_offset(group, t)) = make_uint2(w[t], w[4 + t]);
 }
 
-// Only the tile's rows are staged: columns past it hold stale values and produce accumulator
-// columns that every epilogue drops (a token column never mixes with another). Loads go out
-// kUnroll groups at a time before any store, so a thread waits for one round trip per kUnroll
-// groups instead of one per group (the stage is latency-bound at prefill, bench/NOTES.md v11).
 template <int BN, int kStride, int kThreads>
 __device__ __forceinline__ void stage_activations(const ActivationRows& a, int row0, int nrows,
                                                   int k0, int kc, uint16_t* smem) {
   static_assert(kStride % 64 == 32, "stride must be 32 mod 64 elements (bank-conflict-free)");
-  constexpr int kUnroll = 2;
   const int gpr = kc / 16;  // 16-element groups per row
-  const int total = min(nrows, BN) * gpr;
-  for (int i0 = threadIdx.x; i0 < total; i0 += kUnroll * kThreads) {
-    uint4 v[kUnroll][2];
+  for (int i = threadIdx.x; i < BN * gpr; i += kThreads) {
+    const int r = i / gpr, b = i % gpr;
+    uint32_t w[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+    if (r < nrows) {
+      if (a.fp4) {
+        const int64_t row = row0 + r;
+        const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
+        const uint32_t s2 = act_scale_pair(a.scales[row * (a.K / 16) + (k0 / 16) + b]);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i < total) {
-        const int r = i / gpr, b = i % gpr;
+        for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? q.x : q.y, j % 4, s2);
+      } else {
         const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
         const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
-        v[u][0] = src[0];
-        v[u][1] = src[1];
+        const uint4 lo = src[0], hi = src[1];
+        w[0] = lo.x; w[1] = lo.y; w[2] = lo.z; w[3] = lo.w;
+        w[4] = hi.x; w[5] = hi.y; w[6] = hi.z; w[7] = hi.w;
       }
     }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i < total) {
-        const int r = i / gpr, b = i % gpr;
-        const uint32_t w[8] = {v[u][0].x, v[u][0].y, v[u][0].z, v[u][0].w,
-                               v[u][1].x, v[u][1].y, v[u][1].z, v[u][1].w};
-        store_group_frag_order(smem + r * kStride, b, w);
-      }
-    }
+    store_group_frag_order(smem + r * kStride, b, w);
   }
 }
 

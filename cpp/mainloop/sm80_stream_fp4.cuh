@@ -13,6 +13,11 @@
 
 namespace moe12x {
 
+// Two e2m1 codes of one byte -> bf16x2 (low nibble -> low half) scaled as q * 2^-126.
+__device__ __forceinline__ uint32_t nibble_pair_bf16x2(uint32_t v) {
+  return ((v & 0x8u) << 12) | ((v & 0x7u) << 6) | ((v & 0x80u) << 24) | ((v & 0x70u) << 18);
+}
+
 template <int NB>
 struct Sm80StreamFp4Mainloop {
   static constexpr int kBN = 8 * NB;
@@ -94,10 +99,20 @@ struct Sm80StreamFp4Mainloop {
                   acc[mt][nb][3]);
           }
     }
+
+    if (act.fp4) {  // fp4 B operands carry 2^-8, like A; undo it exactly
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
+    }
   }
 
   // B registers of k64 block kb for token row `row` (column g): step j needs k = 16j + 2t, +1 and
-  // 16j + 8 + 2t, +1 (bf16 rows, activation_stage.cuh).
+  // 16j + 8 + 2t, +1. FP4 rows: the row's 32 code bytes (shared by the 4 t-lanes, one broadcast
+  // load) and 4 scale bytes; values become q * sf * 2^-8 (exact), undone after the reduction.
   __device__ static void load_b(const ActivationRows& act, int64_t row, bool ok, int kb, int t,
                                 uint32_t (&b)[4][2]) {
     if (!ok) {
@@ -105,11 +120,28 @@ struct Sm80StreamFp4Mainloop {
       for (int j = 0; j < 4; ++j) b[j][0] = b[j][1] = 0u;
       return;
     }
-    const uint32_t* src = reinterpret_cast<const uint32_t*>(act.bf16 + row * act.K + kb * kKBlock) + t;
+    if (act.fp4) {
+      const uint4* src = reinterpret_cast<const uint4*>(act.codes + row * (act.K / 2) + kb * 32);
+      const uint4 c0 = src[0], c1 = src[1];
+      const uint32_t w[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+      const uint32_t sf4 = *reinterpret_cast<const uint32_t*>(act.scales + row * (act.K / 16) + kb * 4);
+      const uint32_t sel = uint32_t(t) | (uint32_t(t + 4) << 4);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      b[j][0] = src[8 * j];
-      b[j][1] = src[8 * j + 4];
+      for (int j = 0; j < 4; ++j) {
+        uint32_t x;
+        asm("prmt.b32 %0, %1, %2, %3;" : "=r"(x) : "r"(w[2 * j]), "r"(w[2 * j + 1]), "r"(sel));
+        const float sf = e4m3_decode((sf4 >> (8 * j)) & 0xFF) * 0x1p118f;  // exact, < 2^127
+        const uint32_t s2 = pack_bf16x2(sf, sf);
+        b[j][0] = bf16x2_mul_exact(nibble_pair_bf16x2(x & 0xFF), s2);
+        b[j][1] = bf16x2_mul_exact(nibble_pair_bf16x2((x >> 8) & 0xFF), s2);
+      }
+    } else {
+      const uint32_t* src = reinterpret_cast<const uint32_t*>(act.bf16 + row * act.K + kb * kKBlock) + t;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        b[j][0] = src[8 * j];
+        b[j][1] = src[8 * j + 4];
+      }
     }
   }
 };

@@ -8,22 +8,20 @@
 namespace moe12x {
 
 // A warp quantizes x[token of pair] into packed row `row` with the expert's FC1 input scale
-// (SPEC §2 exact order), one 16-element block per lane per step, and stores the NVFP4 values as
-// exact bf16 (the FC1 B operand, params.hpp).
+// (SPEC §2 exact order), one 16-element block per lane per step.
 __device__ __forceinline__ void pack_row_fp4(const MoeParams& p, int64_t row, int pair, int el, int lane) {
   const float gs = p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)];
   const uint16_t* xr = p.x + (int64_t(pair) / p.top_k) * p.hidden;
-  uint16_t* dr = p.xb + row * p.hidden;
+  uint8_t* qr = p.xq + row * (p.hidden / 2);
+  uint8_t* sr = p.xq_sf + row * (p.hidden / 16);
   for (int b = lane; b < p.hidden / 16; b += 32) {
     union { uint4 v[2]; uint16_t h[16]; } raw;  // rows are 16-B aligned: two vector loads
     const uint4* src = reinterpret_cast<const uint4*>(xr + b * 16);
     raw.v[0] = src[0];
     raw.v[1] = src[1];
-    uint32_t q[8];
-    nvfp4_quantize_block_bf16(raw.h, gs, q);
-    uint4* dst = reinterpret_cast<uint4*>(dr + b * 16);
-    dst[0] = make_uint4(q[0], q[1], q[2], q[3]);
-    dst[1] = make_uint4(q[4], q[5], q[6], q[7]);
+    uint2 codes;
+    sr[b] = uint8_t(nvfp4_quantize_block(raw.h, gs, codes));
+    *reinterpret_cast<uint2*>(qr + b * 8) = codes;
   }
 }
 
