@@ -214,6 +214,7 @@ def bench_shape(torch, pymoe, name, shape, Ts, args, ceil_bw, ceil_rate, card, r
         layers.append(pymoe.MoELayer(wd["w13"], wd["w13_scale"], wd["w13_global_scale"],
                                      wd["w2"], wd["w2_scale"], wd["w2_global_scale"], fc1, fc2,
                                      top_k=k, max_tokens=maxT, act_quant=args.act_quant,
+                                     schedule=args.schedule,
                                      stream=torch.cuda.current_stream().cuda_stream))
         torch.cuda.synchronize()
         if i == 0 and not args.no_torch:
@@ -388,6 +389,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small subset of T")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     ap.add_argument("--act-quant", default="nvfp4", choices=["nvfp4", "none"])
+    ap.add_argument("--schedule", default="auto", choices=["auto", "static", "dynamic"],
+                    help="force a schedule (A/B runs); the record of performance uses auto")
     ap.add_argument("--experts", type=int, default=None, help="override E (all shapes)")
     ap.add_argument("--budget", type=float, default=0.25,
                     help="seconds of timed replays per point (median of 5..200)")

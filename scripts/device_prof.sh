@@ -18,4 +18,4 @@ for pt in ${1:-deepseek-v3:32 deepseek-v3:4096}; do
     python3 "$root/scripts/prof_layer.py" "$shape" "$T" 1 > "$tmp/prof-$shape-$T.txt" 2>&1
   echo "device_prof: $shape T=$T rc=$? $(grep -c 'Duration' "$tmp/prof-$shape-$T.txt") kernels"
 done
-tar -C "$tmp" -czf "$out/prof.tgz" .
+tar -C "$tmp" -czf "$out/prof${PROF_TAG:+-$PROF_TAG}.tgz" .

@@ -52,6 +52,8 @@ inline PreparedLayout prepared_layout(int e_local, int hidden, int inter) {
 }
 
 // Workspace: routing tables, packed activations, the intermediate, and per-slot FC2 outputs.
+// The packed FC1 input is dead before FC2 writes y (stream order, PDL waits, the static kernel's
+// grid barrier), so it lives inside y (P (H/2 + H/16) bytes, 4 P H but for tiny P H).
 struct WorkspaceLayout {
   size_t counts, tile_count, tiles, row_pair, xq, xq_sf, act, act_sf, y;
   size_t bytes;
@@ -77,15 +79,21 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
   take(w.row_pair, sizeof(int) * size_t(w.pairs));
   const size_t P = size_t(w.pairs);
   if (act_fp4) {
-    take(w.xq, P * hidden / 2);
-    take(w.xq_sf, P * hidden / 16);
     take(w.act, P * inter / 2);
     take(w.act_sf, P * inter / 16);
   } else {
-    w.xq = w.xq_sf = w.act_sf = 0;  // FC1 gathers bf16 rows of x directly
+    w.act_sf = 0;
     take(w.act, P * inter * 2);
   }
-  take(w.y, P * hidden * sizeof(float));
+  const size_t xq_bytes = align_up(P * hidden / 2, 256) + P * hidden / 16;
+  const size_t y_bytes = P * hidden * sizeof(float);
+  take(w.y, act_fp4 && xq_bytes > y_bytes ? xq_bytes : y_bytes);
+  if (act_fp4) {  // inside y
+    w.xq = w.y;
+    w.xq_sf = w.y + align_up(P * hidden / 2, 256);
+  } else {
+    w.xq = w.xq_sf = 0;  // FC1 gathers bf16 rows of x directly
+  }
   w.bytes = off;
   return w;
 }
