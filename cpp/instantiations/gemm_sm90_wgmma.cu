@@ -1,4 +1,4 @@
-// EXPERIMENTAL: grouped FC1 / FC2 on the draft SM90a wgmma mainloop (mainloop/sm90_wgmma_fp4.cuh,
+// EXPERIMENTAL: grouped FC1 / FC2 on the warp-specialized SM90a wgmma kernel (kernel/moe_gemm_sm90_ws.cuh,
 // docs/wgmma-draft.md). CMake compiles this TU only when 90a is in MOE12X_CUDA_ARCHITECTURES and
 // defines MOE12X_HAS_SM90_WGMMA; the run-time path is taken only with
 // MOE12X_EXPERIMENTAL_SM90_WGMMA=1 on a compute capability 9.x device (c_api.cpp). On any other
@@ -6,14 +6,13 @@
 #include "epilogue/fc1_swiglu_quant.cuh"
 #include "epilogue/fc2_weighted_store.cuh"
 #include "instantiations/dispatch.hpp"
-#include "kernel/moe_gemm.cuh"
-#include "mainloop/sm90_wgmma_fp4.cuh"
+#include "kernel/moe_gemm_sm90_ws.cuh"
 
 namespace moe12x {
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream) {
-  return launch_moe_gemm_grouped<MoeGemm<Gemm::kFc1, Sm90WgmmaFp4Mainloop, Fc1SwigluQuantEpilogue>>(p, stream);
+  return launch_moe_gemm_sm90_ws<MoeGemmSm90Ws<Gemm::kFc1, Fc1SwigluQuantEpilogue>>(p, stream);
 }
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream) {
-  return launch_moe_gemm_grouped<MoeGemm<Gemm::kFc2, Sm90WgmmaFp4Mainloop, Fc2WeightedStoreEpilogue>>(p, stream);
+  return launch_moe_gemm_sm90_ws<MoeGemmSm90Ws<Gemm::kFc2, Fc2WeightedStoreEpilogue>>(p, stream);
 }
 }  // namespace moe12x

@@ -91,13 +91,12 @@ __host__ __device__ __forceinline__ uint32_t sw128_k_offset(int n, int k) {  // 
 // blocks of BN * 128 bytes at `smem`. Same values as stage_activations (FP4 rows decoded with the
 // act_code_pair trick, rows past nrows are 0); only the shared-memory order differs. Synchronous
 // loads: the wgmma mainloop calls it while its tensor-core work is in flight.
-template <int BN, int kThreads>
+template <int BN, int kThreads, int kUnroll = 4>
 __device__ __forceinline__ void stage_activations_gmma(const ActivationRows& a, int row0, int nrows,
                                                        int k0, int kc, uint8_t* smem) {
-  // All of a thread's loads (up to kUnroll groups) go out before any conversion or store: one
-  // round trip per call instead of one per group (the stage is latency-bound, bench/NOTES.md).
-  // Rows past the tile are not written: their accumulator columns are dropped by the epilogues.
-  constexpr int kUnroll = 4;
+  // kUnroll groups' loads go out before any conversion or store: one round trip per kUnroll
+  // groups instead of one per group. Rows past the tile are not written: their accumulator
+  // columns are dropped by the epilogues.
   const int gpr = kc / 16;  // 16-element groups per row; 4 per k64 block
   const int total = min(nrows, BN) * gpr;
   for (int i0 = threadIdx.x; i0 < total; i0 += kUnroll * kThreads) {

@@ -1,0 +1,226 @@
+// EXPERIMENTAL (docs/wgmma-draft.md): warp-specialized SM90a grouped GEMM. One CTA per SM runs
+// (256 prepared rows) x (token tile of <= 128 rows) items:
+//   warpgroup 0 (producer, 40 registers): stages the token tile's k64 blocks into kBStages
+//     shared buffers (bf16, GMMA K-major SW128; FP4 rows decoded there), mbarrier full/empty;
+//   warpgroups 1, 2 (consumers, 232 registers): 128 weight rows each, the per-warp cp.async weight
+//     ring and the wgmma block of Sm90WgmmaFp4MainloopT (A dequantized in registers, RS form).
+// The token tile is staged once per 256 rows instead of once per 128, off the consumers' issue
+// slots, and two consumer warpgroups interleave dequantization with each other's tensor-core work.
+// Same operands, same k order, same accumulator mapping as the mma.sync mainloop: the epilogues
+// are unchanged and the results bitwise equal (measured on H200, bench/NOTES.md).
+#pragma once
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include "kernel/moe_gemm.cuh"
+#include "mainloop/sm90_wgmma_fp4.cuh"
+
+namespace moe12x {
+
+template <Gemm kWhich, class Epilogue>
+struct MoeGemmSm90Ws {
+  using ML = Sm90WgmmaFp4MainloopT<16>;
+  static constexpr bool kFc1 = kWhich == Gemm::kFc1;
+  static constexpr int kConsumers = 2;                       // warpgroups of 128 weight rows
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kItemRows = 128 * kConsumers;
+  static constexpr int kBStages = 4;
+  static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of <= 128 tokens
+  using Barrier = cutlass::arch::ClusterBarrier;
+
+  struct SharedStorage {
+    uint8_t b_raw[kBStages * kBStageBytes + 1024];  // 1024-B aligned at run time (SW128)
+    typename ML::Stage ring[4 * kConsumers][ML::kStages];
+    alignas(8) uint64_t full[kBStages];
+    alignas(8) uint64_t empty[kBStages];
+  };
+
+  __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
+  __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kItemRows - 1) / kItemRows; }
+
+  __device__ static uint8_t* b_buffer(SharedStorage& smem, int i) {
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(smem.b_raw) + 1023) & ~uintptr_t(1023);
+    return reinterpret_cast<uint8_t*>(a) + i * kBStageBytes;
+  }
+
+  // Both roles walk the same items and k blocks, so the buffer sequence (stage, phase) matches.
+  struct Pipe {
+    int stage = 0;
+    uint32_t phase = 0;
+    __device__ void advance() {
+      if (++stage == kBStages) { stage = 0; phase ^= 1u; }
+    }
+  };
+
+  __device__ static ActivationRows activations(const MoeParams& p) {
+    ActivationRows act;
+    act.K = kFc1 ? p.hidden : p.inter;
+    act.fp4 = p.act_fp4;
+    act.codes = kFc1 ? p.xq : p.act;
+    act.scales = kFc1 ? p.xq_sf : p.act_sf;
+    act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
+    act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
+    act.gather_div = p.top_k;
+    return act;
+  }
+
+  // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates.
+  template <class F>
+  __device__ static void with_nb(int nrows, F&& f) {
+    const int nb = (nrows + 7) / 8;
+    if (nb <= 1) f(std::integral_constant<int, 1>{});
+    else if (nb <= 2) f(std::integral_constant<int, 2>{});
+    else if (nb <= 4) f(std::integral_constant<int, 4>{});
+    else if (nb <= 8) f(std::integral_constant<int, 8>{});
+    else f(std::integral_constant<int, 16>{});
+  }
+
+  // ---- producer: token tile -> shared buffers ----
+  __device__ static void produce(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, Pipe& pipe) {
+    const ActivationRows act = activations(p);
+    const int kblocks = act.K / kKBlock;
+    with_nb(tile.nrows, [&](auto nbc) {
+      constexpr int NB = decltype(nbc)::value;
+      for (int kb = 0; kb < kblocks; ++kb) {
+        Barrier::wait(&smem.empty[pipe.stage], pipe.phase ^ 1u);  // fresh barriers pass at parity 1
+        stage_activations_gmma<8 * NB, 128, 1>(act, tile.row0, tile.nrows, kb * kKBlock, kKBlock,
+                                            b_buffer(smem, pipe.stage));
+        cutlass::arch::fence_view_async_shared();  // generic-proxy stores -> visible to wgmma
+        Barrier::arrive(&smem.full[pipe.stage]);
+        pipe.advance();
+      }
+    });
+  }
+
+  // ---- consumers: weight ring, dequantization, wgmma, epilogue ----
+  template <int NB>
+  __device__ static void consume_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
+                                    const uint8_t* codes, const uint8_t* scales, int K, int row0,
+                                    int mtiles, int cwarp, Pipe& pipe) {
+    using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
+    constexpr int kStages = ML::kStages, kStageBlocks = ML::kStageBlocks, kMTiles = ML::kMTiles;
+    const int lane = threadIdx.x & 31, t = lane & 3;
+    const int kblocks = K / kKBlock;
+    typename ML::Stage* ring = smem.ring[cwarp];
+    typename ML::template Accum<NB> acc;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[mt][nb][i] = 0.0f;
+
+    // weight ring (as Sm90WgmmaFp4MainloopT: tiles past the matrix zero-filled, A = 0)
+    const uint8_t* qsrc[kMTiles];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+      qsrc[mt] = mt < mtiles ? codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16 : codes;
+    const int s_blk = (lane >> 3) & 1, s_mt = (lane >> 2) & 1;
+    const bool scale_lane = lane < 16, scale_valid = s_mt < mtiles;
+    const uint8_t* ssrc =
+        scale_valid ? scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16 : scales;
+    auto issue = [&](int kb0, int slot) {
+      typename ML::Stage& st = ring[slot];
+#pragma unroll
+      for (int i = 0; i < kStageBlocks; ++i)
+        if (kb0 + i < kblocks)
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt)
+            Copy::copy(*reinterpret_cast<const cute::uint128_t*>(qsrc[mt] + (mt < mtiles ? int64_t(kb0 + i) * kFragBytes : 0)),
+                       *reinterpret_cast<cute::uint128_t*>(&st.q[i][mt][lane]), mt < mtiles);
+      if (scale_lane && kb0 + s_blk < kblocks)
+        Copy::copy(*reinterpret_cast<const cute::uint128_t*>(ssrc + (scale_valid ? int64_t(kb0) * kScaleBytes : 0)),
+                   *reinterpret_cast<cute::uint128_t*>(&st.s[s_blk][s_mt][t]), scale_valid);
+      cute::cp_async_fence();
+    };
+    __syncwarp();  // every lane is done with the previous item's ring
+#pragma unroll
+    for (int i = 0; i < kStages - 1; ++i) issue(i * kStageBlocks, i);
+
+    int slot = 0;
+    for (int kb = 0; kb < kblocks; kb += kStageBlocks) {
+      cute::cp_async_wait<kStages - 2>();
+      __syncwarp();
+      const typename ML::Stage& st = ring[slot];
+      issue(kb + (kStages - 1) * kStageBlocks, slot == 0 ? kStages - 1 : slot - 1);
+      slot = slot == kStages - 1 ? 0 : slot + 1;
+#pragma unroll
+      for (int i = 0; i < kStageBlocks; ++i) {
+        if (kb + i < kblocks) {  // uniform over the warpgroup
+          Barrier::wait(&smem.full[pipe.stage], pipe.phase);
+          ML::template block_wgmma<NB>(st, i, b_buffer(smem, pipe.stage), acc);
+          cute::warpgroup_wait<0>();
+          ML::template warpgroup_fence_acc<NB>(acc);
+          Barrier::arrive(&smem.empty[pipe.stage]);
+          pipe.advance();
+        }
+      }
+    }
+    cute::cp_async_wait<0>();
+    if (p.act_fp4) {  // fp4 B operands carry 2^-8 (activation_stage.cuh); undo it exactly
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
+    }
+    if (mtiles > 0) Epilogue::template apply<NB>(p, tile, row0, acc);
+  }
+
+  __device__ static void consume(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, int mblock,
+                                 Pipe& pipe) {
+    const int cwarp = threadIdx.x / 32 - 4;  // 0 .. 4 kConsumers - 1
+    const int row0 = mblock * kItemRows + cwarp * 2 * kWarpRows;
+    const int K = kFc1 ? p.hidden : p.inter;
+    const int mtiles = max(0, min(2, (rows(p) - row0) / kWarpRows));
+    const size_t codes_per_expert = size_t(rows(p)) * K / 2, scales_per_expert = size_t(rows(p)) * K / 16;
+    const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + tile.expert * codes_per_expert;
+    const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + tile.expert * scales_per_expert;
+    with_nb(tile.nrows, [&](auto nbc) {
+      consume_nb<decltype(nbc)::value>(p, smem, tile, codes, scales, K, row0, mtiles, cwarp, pipe);
+    });
+  }
+};
+
+template <class G>
+__global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const MoeParams p) {
+#if defined(CUTE_ARCH_MMA_SM90A_ENABLED)
+  extern __shared__ uint4 smem_raw[];
+  auto& smem = *reinterpret_cast<typename G::SharedStorage*>(smem_raw);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < G::kBStages; ++s) {
+      G::Barrier::init(&smem.full[s], 128);                 // producer threads
+      G::Barrier::init(&smem.empty[s], 128 * G::kConsumers);  // consumer threads
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+  typename G::Pipe pipe;
+  if (threadIdx.x < 128) {
+    cutlass::arch::warpgroup_reg_dealloc<40>();
+    pdl_wait();  // the activations come from the previous kernel
+    pdl_trigger();
+    for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, smem, s.tile(), pipe);
+  } else {
+    cutlass::arch::warpgroup_reg_alloc<232>();
+    pdl_wait();  // epilogue writes (pdl.cuh: every thread waits before it exits)
+    pdl_trigger();
+    for (GridTileScheduler s(p); s.valid(); s.advance()) G::consume(p, smem, s.tile(), blockIdx.x, pipe);
+  }
+#else
+  __trap();  // compiled for another target: this kernel exists only in sm_90a SASS
+#endif
+}
+
+template <class G>
+cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
+  constexpr size_t kSmem = sizeof(typename G::SharedStorage);
+  if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G>>(kSmem); e != cudaSuccess) return e;
+  const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
+  const dim3 grid(G::mblocks(p), unsigned(ytiles > 0 ? ytiles : 1));
+  const bool pdl = p.pdl && (!G::kFc1 || p.act_fp4);  // as launch_moe_gemm_grouped
+  return launch_kernel(moe_gemm_sm90_ws_kernel<G>, grid, dim3(G::kThreads), kSmem, stream, pdl, p);
+}
+
+}  // namespace moe12x
