@@ -26,9 +26,18 @@ struct MoeGemmSm90Ws {
   static constexpr int kItemRows = 128 * kConsumers;
   static constexpr int kBStages = 4;
   static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of <= 128 tokens
+  static constexpr int kRawStages = 8;                        // FP4 token blocks in flight
   using Barrier = cutlass::arch::ClusterBarrier;
 
+  // FP4 token rows of one k64 block as they are in global memory; producer thread r copies and
+  // decodes row r, so the raw ring needs no barrier, only the thread's own cp.async groups.
+  struct RawStage {
+    uint4 codes[8 * ML::kMaxNB][2];  // 32 B per row
+    uint32_t scales[8 * ML::kMaxNB]; // 4 e4m3 codes per row
+  };
+
   struct SharedStorage {
+    RawStage raw[kRawStages];
     uint8_t b_raw[kBStages * kBStageBytes + 1024];  // 1024-B aligned at run time (SW128)
     typename ML::Stage ring[4 * kConsumers][ML::kStages];
     alignas(8) uint64_t full[kBStages];
@@ -76,8 +85,63 @@ struct MoeGemmSm90Ws {
   }
 
   // ---- producer: token tile -> shared buffers ----
+  // FP4 rows: thread r keeps kRawStages - 1 blocks of its row in flight (cp.async), then decodes
+  // each into the GMMA buffer (the same act_code_pair values as every other stage).
+  __device__ static void produce_fp4(const ActivationRows& act, SharedStorage& smem, const ExpertTile& tile,
+                                     Pipe& pipe) {
+    using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
+    using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
+    const int r = threadIdx.x;  // producer thread = token row of the tile
+    const int kblocks = act.K / kKBlock;
+    const bool active = r < tile.nrows;
+    const uint8_t* csrc = act.codes + int64_t(tile.row0 + (active ? r : 0)) * (act.K / 2);
+    const uint8_t* ssrc = act.scales + int64_t(tile.row0 + (active ? r : 0)) * (act.K / 16);
+    auto issue = [&](int kb) {
+      if (active && kb < kblocks) {
+        RawStage& st = smem.raw[kb % kRawStages];
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + kb * 32), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][0]));
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + kb * 32 + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][1]));
+        Copy4::copy(*reinterpret_cast<const uint32_t*>(ssrc + kb * 4), st.scales[r]);
+      }
+      cute::cp_async_fence();  // empty groups keep the count uniform
+    };
+#pragma unroll 1
+    for (int i = 0; i < kRawStages - 1; ++i) issue(i);
+    for (int kb = 0; kb < kblocks; ++kb) {
+      issue(kb + kRawStages - 1);
+      cute::cp_async_wait<kRawStages - 1>();  // this thread's copies of block kb have landed
+      Barrier::wait(&smem.empty[pipe.stage], pipe.phase ^ 1u);  // fresh barriers pass at parity 1
+      if (active) {
+        const RawStage& st = smem.raw[kb % kRawStages];
+        const uint32_t sf4 = st.scales[r];
+        uint8_t* blk = b_buffer(smem, pipe.stage);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint4 q = st.codes[r][h];
+#pragma unroll
+          for (int gg = 0; gg < 2; ++gg) {  // 16-element group 2 h + gg
+            const int grp = 2 * h + gg;
+            const uint32_t s2 = act_scale_pair((sf4 >> (8 * grp)) & 0xFFu);
+            const uint32_t lo = gg ? q.z : q.x, hi = gg ? q.w : q.y;
+            const uint4 w0 = make_uint4(act_code_pair(lo, 0, s2), act_code_pair(lo, 1, s2),
+                                        act_code_pair(lo, 2, s2), act_code_pair(lo, 3, s2));
+            *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, grp * 16)) = w0;
+            const uint4 w1 = make_uint4(act_code_pair(hi, 0, s2), act_code_pair(hi, 1, s2),
+                                        act_code_pair(hi, 2, s2), act_code_pair(hi, 3, s2));
+            *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, grp * 16 + 8)) = w1;
+          }
+        }
+      }
+      cutlass::arch::fence_view_async_shared();  // generic-proxy stores -> visible to wgmma
+      Barrier::arrive(&smem.full[pipe.stage]);
+      pipe.advance();
+    }
+    cute::cp_async_wait<0>();  // only empty groups remain
+  }
+
   __device__ static void produce(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, Pipe& pipe) {
     const ActivationRows act = activations(p);
+    if (act.fp4) return produce_fp4(act, smem, tile, pipe);
     const int kblocks = act.K / kKBlock;
     with_nb(tile.nrows, [&](auto nbc) {
       constexpr int NB = decltype(nbc)::value;
