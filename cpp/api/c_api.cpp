@@ -31,14 +31,15 @@ bool pdl_disabled() {
   return off;
 }
 
-// MOE12X_EXPERIMENTAL_SM90_WGMMA=1: grouped FC1/FC2 on the draft wgmma mainloop (sm_90 only, and
-// only in builds with 90a in MOE12X_CUDA_ARCHITECTURES; otherwise ignored). Not a supported path.
-bool sm90_wgmma_requested() {
-  static const bool on = [] {
-    const char* v = std::getenv("MOE12X_EXPERIMENTAL_SM90_WGMMA");
-    return v && v[0] && v[0] != '0';
+// MOE12X_SM90_WGMMA: unset = the warp-specialized wgmma kernel where choose_sm90_wgmma says it is
+// faster; "0" = never (the mma.sync kernels), anything else = every grouped call (A/B runs, tests).
+// Only on sm_90 devices and in builds with 90a in MOE12X_CUDA_ARCHITECTURES. Read once.
+int sm90_wgmma_mode() {
+  static const int mode = [] {
+    const char* v = std::getenv("MOE12X_SM90_WGMMA");
+    return !v || !v[0] ? -1 : v[0] != '0' ? 1 : 0;
   }();
-  return on;
+  return mode;
 }
 
 struct DeviceGuard {
@@ -315,7 +316,10 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
                               : choose_grouped_block_n(T * config->top_k, config->num_local_experts);
 #ifdef MOE12X_HAS_SM90_WGMMA
-  p.sm90_wgmma = !static_schedule && guard.cc_major == 9 && sm90_wgmma_requested();
+  const int wgmma_mode = sm90_wgmma_mode();
+  p.sm90_wgmma = !static_schedule && guard.cc_major == 9 &&
+                 (wgmma_mode < 0 ? choose_sm90_wgmma(T * config->top_k, config->num_local_experts, fp4)
+                                 : wgmma_mode == 1);
   if (p.sm90_wgmma && p.block_n == 64) p.block_n = 128;  // its 128-token tiles (workspace sized for 8)
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);

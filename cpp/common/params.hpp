@@ -105,7 +105,7 @@ struct MoeParams {
   int hidden, inter, top_k, num_experts, e_local, local_offset;
   bool act_fp4;
   bool pdl;      // launch the grouped schedule's kernels programmatically dependent (SM90+)
-  bool sm90_wgmma;  // EXPERIMENTAL: grouped FC1/FC2 on the wgmma mainloop (MOE12X_EXPERIMENTAL_SM90_WGMMA=1)
+  bool sm90_wgmma;  // grouped FC1/FC2 on the warp-specialized wgmma kernel (c_api.cpp, dispatch.hpp)
   int block_n;
   int64_t max_tiles;
   // inputs

@@ -17,7 +17,7 @@ template <int kMaxNB>
 cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 #ifdef MOE12X_HAS_SM90_WGMMA
-// EXPERIMENTAL draft (gemm_sm90_wgmma.cu, mainloop/sm90_wgmma_fp4.cuh): tiles up to 128 rows.
+// Warp-specialized wgmma kernel (gemm_sm90_wgmma.cu, kernel/moe_gemm_sm90_ws.cuh): tiles up to 128 rows.
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 #endif
@@ -35,6 +35,13 @@ inline int64_t mean_rows_per_active_expert(int64_t pairs, int e_local) {
 inline int choose_grouped_block_n(int64_t pairs, int e_local) {
   const int64_t mean = mean_rows_per_active_expert(pairs, e_local);
   return mean <= 8 ? 16 : mean <= 16 ? 32 : 64;
+}
+
+// SM90: the warp-specialized wgmma kernel (128-token tiles, 256-row items) where it measured
+// faster than the mma.sync kernel on an H200 (bench/NOTES.md v12): FP4 activations (its bf16
+// token stage is a plain synchronous copy, not yet pipelined) and >= 64 routed rows per expert.
+inline bool choose_sm90_wgmma(int64_t pairs, int e_local, bool act_fp4) {
+  return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 64;
 }
 
 // Static schedule: the smallest width that covers the mean routed rows per active expert, capped

@@ -1,8 +1,7 @@
-// EXPERIMENTAL: grouped FC1 / FC2 on the warp-specialized SM90a wgmma kernel (kernel/moe_gemm_sm90_ws.cuh,
-// docs/wgmma-draft.md). CMake compiles this TU only when 90a is in MOE12X_CUDA_ARCHITECTURES and
-// defines MOE12X_HAS_SM90_WGMMA; the run-time path is taken only with
-// MOE12X_EXPERIMENTAL_SM90_WGMMA=1 on a compute capability 9.x device (c_api.cpp). On any other
-// compiled target the mainloop body is a trap.
+// Grouped FC1 / FC2 on the warp-specialized SM90a wgmma kernel (kernel/moe_gemm_sm90_ws.cuh). CMake
+// compiles this TU only when 90a is in MOE12X_CUDA_ARCHITECTURES and then defines
+// MOE12X_HAS_SM90_WGMMA; c_api.cpp takes it on compute capability 9.x devices (choose_sm90_wgmma,
+// MOE12X_SM90_WGMMA). On any other compiled target the kernel body is a trap.
 #include "epilogue/fc1_swiglu_quant.cuh"
 #include "epilogue/fc2_weighted_store.cuh"
 #include "instantiations/dispatch.hpp"

@@ -55,11 +55,7 @@ struct MoeGemm {
         run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
       } else if constexpr (Mainloop::kMaxNB >= 4) {
         if (Mainloop::kMaxNB <= 4 || nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-        else if constexpr (Mainloop::kMaxNB >= 8) {
-          if (Mainloop::kMaxNB <= 8 || nb <= 8) run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-          else if constexpr (Mainloop::kMaxNB >= 16)  // experimental SM90 wgmma mainloop only
-            run_nb<16>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
-        }
+        else if constexpr (Mainloop::kMaxNB >= 8) run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);
       }
     } else {
       run_nb<Mainloop::kNB>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act);

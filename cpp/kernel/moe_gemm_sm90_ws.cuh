@@ -1,9 +1,10 @@
-// EXPERIMENTAL (docs/wgmma-draft.md): warp-specialized SM90a grouped GEMM. One CTA per SM runs
-// (256 prepared rows) x (token tile of <= 128 rows) items:
+// Warp-specialized SM90a grouped GEMM (the prefill kernel on Hopper; docs/sm90-wgmma.md). One CTA
+// per SM runs (256 prepared rows) x (token tile of <= 128 rows) items:
 //   warpgroup 0 (producer, 40 registers): stages the token tile's k64 blocks into kBStages
-//     shared buffers (bf16, GMMA K-major SW128; FP4 rows decoded there), mbarrier full/empty;
+//     shared buffers (bf16, GMMA K-major SW128), mbarrier full/empty; FP4 rows come through a
+//     per-thread cp.async ring and are decoded there;
 //   warpgroups 1, 2 (consumers, 232 registers): 128 weight rows each, the per-warp cp.async weight
-//     ring and the wgmma block of Sm90WgmmaFp4MainloopT (A dequantized in registers, RS form).
+//     ring and Sm90WgmmaFp4Block (A dequantized in registers, RS wgmma).
 // The token tile is staged once per 256 rows instead of once per 128, off the consumers' issue
 // slots, and two consumer warpgroups interleave dequantization with each other's tensor-core work.
 // Same operands, same k order, same accumulator mapping as the mma.sync mainloop: the epilogues
@@ -19,7 +20,7 @@ namespace moe12x {
 
 template <Gemm kWhich, class Epilogue>
 struct MoeGemmSm90Ws {
-  using ML = Sm90WgmmaFp4MainloopT<16>;
+  using ML = Sm90WgmmaFp4Block;
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
   static constexpr int kConsumers = 2;                       // warpgroups of 128 weight rows
   static constexpr int kThreads = 128 * (1 + kConsumers);
@@ -273,7 +274,8 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
     for (GridTileScheduler s(p); s.valid(); s.advance()) G::consume(p, smem, s.tile(), blockIdx.x, pipe);
   }
 #else
-  __trap();  // compiled for another target: this kernel exists only in sm_90a SASS
+  __trap();  // compiled for another target: this kernel exists only in sm_90a SASS (c_api.cpp
+             // selects it on compute capability 9.x only)
 #endif
 }
 

@@ -77,7 +77,7 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
   }
 }
 
-// ---- GMMA order (SM90 wgmma B operand, EXPERIMENTAL: mainloop/sm90_wgmma_fp4.cuh) -------------
+// ---- GMMA order (SM90 wgmma B operand: kernel/moe_gemm_sm90_ws.cuh) ----------------------------
 // K-major bf16 with the 128-byte swizzle, one k64 block at a time: a block is BN rows of 128 B
 // (the 64 K values of one token row), 8-row atoms 1024 B apart (GMMA descriptor SBO), the 16-byte
 // chunk c of row n stored at chunk c ^ (n % 8). The block must start 1024-B aligned (the hardware
