@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine after scripts/device_suite.sh installed the package: Nsight Compute sections
-# of the grouped GEMM kernels for a few (shape, T) points, to $OUT/prof.tgz. Skips without ncu.
+# of the grouped GEMM kernels (mma.sync or the SM90 wgmma one) for a few (shape, T) points, to
+# $OUT/prof${PROF_TAG:+-$PROF_TAG}.tgz. Skips without ncu.
 #   bash scripts/device_prof.sh "deepseek-v3:32 deepseek-v3:4096"
 set -uo pipefail
 out=${OUT:-/tmp/moe12x-out}; mkdir -p "$out"
@@ -11,7 +12,7 @@ tmp=$(mktemp -d)
 cd /tmp
 for pt in ${1:-deepseek-v3:32 deepseek-v3:4096}; do
   shape=${pt%%:*}; T=${pt##*:}
-  timeout 240 "$ncu" --kernel-name regex:moe_gemm_grouped --launch-count 2 \
+  timeout 240 "$ncu" --kernel-name "regex:moe_gemm_(grouped|sm90_ws)" --launch-count 2 \
     --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
     --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct" \
