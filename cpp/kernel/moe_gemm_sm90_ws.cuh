@@ -44,6 +44,8 @@ struct MoeGemmSm90Ws {
     alignas(8) uint64_t full[kBStages];
     alignas(8) uint64_t empty[kBStages];
   };
+  static_assert(8 * ML::kMaxNB <= 128, "producer thread r owns token row r: tiles of <= 128 rows");
+  static_assert(sizeof(SharedStorage) <= 227 * 1024, "one CTA per SM must fit SM90's 227 KB of shared memory");
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
   __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kItemRows - 1) / kItemRows; }
