@@ -15,6 +15,21 @@ namespace moe12x {
 
 enum class Gemm { kFc1, kFc2 };
 
+// The B operand rows of FC1 (packed FP4 rows, or bf16 rows of x gathered through row_pair) or
+// FC2 (the intermediate).
+template <bool kFc1>
+__device__ __forceinline__ ActivationRows gemm_activations(const MoeParams& p, int K) {
+  ActivationRows act;
+  act.K = K;
+  act.fp4 = p.act_fp4;
+  act.codes = kFc1 ? p.xq : p.act;
+  act.scales = kFc1 ? p.xq_sf : p.act_sf;
+  act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
+  act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
+  act.gather_div = p.top_k;
+  return act;
+}
+
 template <Gemm kWhich, class Mainloop, class Epilogue>
 struct MoeGemm {
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
@@ -36,14 +51,7 @@ struct MoeGemm {
     const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + tile.expert * codes_per_expert;
     const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + tile.expert * scales_per_expert;
 
-    ActivationRows act;
-    act.K = K;
-    act.fp4 = p.act_fp4;
-    act.codes = kFc1 ? p.xq : p.act;
-    act.scales = kFc1 ? p.xq_sf : p.act_sf;
-    act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
-    act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
-    act.gather_div = p.top_k;
+    const ActivationRows act = gemm_activations<kFc1>(p, K);
 
     // Runtime-width mainloops get the narrowest n8 multiple that holds the tile: decode tiles
     // stay cheap while one tile per expert still covers up to 64 routed rows.

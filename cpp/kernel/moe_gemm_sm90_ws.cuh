@@ -10,6 +10,7 @@
 // Same operands, same k order, same accumulator mapping as the mma.sync mainloop: the epilogues
 // are unchanged and the results bitwise equal (measured on H200, bench/NOTES.md).
 #pragma once
+#include <cute/arch/copy_sm80.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
@@ -63,18 +64,6 @@ struct MoeGemmSm90Ws {
       if (++stage == kBStages) { stage = 0; phase ^= 1u; }
     }
   };
-
-  __device__ static ActivationRows activations(const MoeParams& p) {
-    ActivationRows act;
-    act.K = kFc1 ? p.hidden : p.inter;
-    act.fp4 = p.act_fp4;
-    act.codes = kFc1 ? p.xq : p.act;
-    act.scales = kFc1 ? p.xq_sf : p.act_sf;
-    act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
-    act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
-    act.gather_div = p.top_k;
-    return act;
-  }
 
   // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates.
   template <class F>
@@ -143,7 +132,7 @@ struct MoeGemmSm90Ws {
   }
 
   __device__ static void produce(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, Pipe& pipe) {
-    const ActivationRows act = activations(p);
+    const ActivationRows act = gemm_activations<kFc1>(p, kFc1 ? p.hidden : p.inter);
     if (act.fp4) return produce_fp4(act, smem, tile, pipe);
     const int kblocks = act.K / kKBlock;
     with_nb(tile.nrows, [&](auto nbc) {
@@ -224,14 +213,7 @@ struct MoeGemmSm90Ws {
       }
     }
     cute::cp_async_wait<0>();
-    if (p.act_fp4) {  // fp4 B operands carry 2^-8 (activation_stage.cuh); undo it exactly
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
-    }
+    if (p.act_fp4) undo_fp4_act_scale(acc);
     if (mtiles > 0) Epilogue::template apply<NB>(p, tile, row0, acc);
   }
 

@@ -35,6 +35,17 @@ __device__ __forceinline__ uint32_t act_code_pair(uint32_t word, int i, uint32_t
   return bf16x2_mul_exact(mag | sgn, s2);
 }
 
+// FP4 B operands carry 2^-8 (above), like A; every mainloop undoes it on its accumulators, exactly.
+template <int MT, int NB>
+__device__ __forceinline__ void undo_fp4_act_scale(float (&acc)[MT][NB][4]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
+}
+
 // Shared-memory order: fragment order. Within each 32-element K block, lane t's B values for
 // k16 steps 2i and 2i+1 (k = 2t, 2t+1, 2t+8, 2t+9 of each step) are 8 consecutive bf16 at 8 t,
 // so a lane loads a step pair with one 16-byte load. Rows are kStride apart (kStride = 32 mod

@@ -89,14 +89,7 @@ struct Sm80MmaFp4MainloopT {
     if (mtiles >= 2) run_tiles<NB, 2>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
     else if (mtiles == 1) run_tiles<NB, 1>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
     else run_tiles<NB, 0>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
-    if (act.fp4) {  // fp4 B operands carry 2^-8 (activation_stage.cuh); undo it exactly
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
-    }
+    if (act.fp4) undo_fp4_act_scale(acc);
   }
 
   template <int NB, int MT>

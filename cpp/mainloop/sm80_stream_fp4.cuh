@@ -100,14 +100,7 @@ struct Sm80StreamFp4Mainloop {
           }
     }
 
-    if (act.fp4) {  // fp4 B operands carry 2^-8, like A; undo it exactly
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) acc[mt][nb][i] *= kAccScale;
-    }
+    if (act.fp4) undo_fp4_act_scale(acc);
   }
 
   // B registers of k64 block kb for token row `row` (column g): step j needs k = 16j + 2t, +1 and

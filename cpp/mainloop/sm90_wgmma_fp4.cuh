@@ -16,17 +16,12 @@
 #pragma once
 #include <utility>
 
-#include <cute/arch/copy_sm80.hpp>
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
 #include <cute/tensor.hpp>
-#include <cutlass/arch/barrier.h>
 
 #include "common/nvfp4.cuh"
-#include "common/params.hpp"
-#include "common/pdl.cuh"
-#include "mainloop/activation_stage.cuh"
 #include "mainloop/sm80_mma_fp4.cuh"  // scale_halves, dup_half
 
 namespace moe12x {
