@@ -53,6 +53,27 @@ __device__ __forceinline__ float e2m1_decode(uint32_t c) {
   return (c & 8) ? -mag : mag;
 }
 
+// ---- division without a branch per call ----------------------------------------------------
+// a / b by the instructions ptxas emits for div.rn when its FCHK range test passes (reciprocal,
+// one Newton step, one residual correction), without the test and slow-path call, which wrap
+// every division in a divergence region and serialize long runs of them. Used only where
+// a == 0 or 2^-60 <= |a| <= 2^60, and 2^-60 <= b <= 2^60 (no intermediate leaves the normal
+// range, inside FCHK's fast range); `ok` turns false otherwise and the caller redoes its batch
+// with `/` (tiny or huge values: rare). Bit-exact against the reference in
+// tests/test_gpu_quant.py (ties, subnormal scales, signed zeros) and the GEMM suite.
+__device__ __forceinline__ float div_rn_unchecked(float a, float b, bool& ok) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(b));
+  y = fmaf(y, fmaf(-b, y, 1.0f), y);
+  const float q = a * y;
+  const float r = fmaf(-b, q, a);
+  const float aa = fabsf(a);
+  const bool zero = a == 0.0f;
+  // bitwise &, |: no short-circuit branches
+  ok = ok & (zero | ((aa >= 0x1p-60f) & (aa <= 0x1p60f))) & (b >= 0x1p-60f) & (b <= 0x1p60f);
+  return zero ? a : fmaf(y, r, q);  // 0 / b = a, sign included
+}
+
 // ---- block quantization (SPEC §2, exact op order) -------------------------------------------
 struct BlockScale {
   uint32_t sf;    // e4m3 byte
@@ -73,21 +94,37 @@ __device__ __forceinline__ uint32_t nvfp4_code(float v, const BlockScale& s) {
   return s.denom == 0.0f ? 0u : e2m1_encode(__fdiv_rn(v, s.denom));
 }
 
-// One 16-element block of bf16 bits -> 8 packed code bytes (element 2j in the low nibble) and
-// the e4m3 scale byte. Shared by the public quantizer and the routed-row packer.
-__device__ __forceinline__ uint32_t nvfp4_quantize_block(const uint16_t (&h)[16], float gs, uint2& codes) {
-  float v[16], amax = 0.0f;
+// One 16-element block of fp32 values -> 8 packed code bytes (element 2j in the low nibble) and
+// the e4m3 scale byte. Shared by the quantizers, the routed-row packer and the FC1 epilogue.
+__device__ __forceinline__ uint32_t nvfp4_quantize_block(const float (&v)[16], float gs, uint2& codes) {
+  float amax = 0.0f;
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    v[i] = __uint_as_float(uint32_t(h[i]) << 16);
-    amax = fmaxf(amax, fabsf(v[i]));
-  }
+  for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
   const BlockScale s = nvfp4_block_scale(amax, gs);
   uint32_t w[2] = {0u, 0u};
+  if (s.denom != 0.0f) {
+    // nvfp4_code's divisions, batched: 16 independent chains instead of 16 serialized ones.
+    bool ok = true;
+    float q[16];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) w[i / 8] |= nvfp4_code(v[i], s) << (4 * (i % 8));
+    for (int i = 0; i < 16; ++i) q[i] = div_rn_unchecked(v[i], s.denom, ok);
+    if (!ok) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) q[i] = __fdiv_rn(v[i], s.denom);
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) w[i / 8] |= e2m1_encode(q[i]) << (4 * (i % 8));
+  }
   codes = make_uint2(w[0], w[1]);
   return s.sf;
+}
+
+// The same for a block of bf16 bits.
+__device__ __forceinline__ uint32_t nvfp4_quantize_block(const uint16_t (&h)[16], float gs, uint2& codes) {
+  float v[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) v[i] = __uint_as_float(uint32_t(h[i]) << 16);
+  return nvfp4_quantize_block(v, gs, codes);
 }
 
 // ---- prepared-weight dequantization --------------------------------------------------------

@@ -35,6 +35,61 @@ struct Fc2WeightedStoreEpilogue {
       }
     }
   }
+
+  // The same values, bit for bit, for the SM90 WS kernel (one CTA per SM: nothing hides the
+  // epilogue). apply() issues 4-byte stores (8 lanes per 32-B row segment) after two dependent
+  // global loads per column. Here acc * beta goes to the warp's scratch as token rows of the
+  // warp's 32 features, and each token's 128 B leave as eight 16-B stores (w * value, as in
+  // apply()); slot indices and routing weights are loaded once per 64 tokens and shuffled.
+  static constexpr int kScratchStride = 36;  // floats per token row: 2 t S + g distinct banks on
+                                             // write (S = 4 mod 16), 16-B reads conflict-free
+  static constexpr int kScratchBytes = 64 * kScratchStride * 4;
+  template <int NB>
+  __device__ static void apply_staged(const MoeParams& p, const ExpertTile& tile, int warp_row0,
+                                      const float (&acc)[2][NB][4], float* scratch) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int el = tile.expert;
+    const float gs_in = p.act_fp4 ? p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)] : 1.0f;
+    const float beta = p.w2_gs[el] * gs_in * kAccScale;
+    constexpr int kPassNB = NB < 8 ? NB : 8;
+    constexpr int kPassTok = kPassNB * 8;
+    static_assert(NB % kPassNB == 0, "passes of 8 n8 tiles");
+    const int chunk = lane & 7;  // 4 features of the warp's 32
+    const int h0 = warp_row0 + 4 * chunk;
+#pragma unroll
+    for (int pass = 0; pass < NB / kPassNB; ++pass) {
+      int pr[2];
+      float wr[2];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int col = pass * kPassTok + lane + 32 * j;
+        pr[j] = lane + 32 * j < kPassTok && col < tile.nrows ? p.row_pair[tile.row0 + col] : -1;
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wr[j] = pr[j] >= 0 ? load_weight(p.topk_w, p.w_bf16, pr[j]) : 0.0f;
+      __syncwarp();  // the previous pass's reads are done
+#pragma unroll
+      for (int nbl = 0; nbl < kPassNB; ++nbl)
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int half = 0; half < 2; ++half)
+              scratch[(nbl * 8 + 2 * t + c) * kScratchStride + mt * 16 + half * 8 + g] =
+                  acc[mt][pass * kPassNB + nbl][2 * half + c] * beta;
+      __syncwarp();
+#pragma unroll
+      for (int i = 0; i < kPassTok / 4; ++i) {
+        const int tk = (lane >> 3) + 4 * i;  // 4 tokens per step, 8 lanes each
+        const int pair = __shfl_sync(0xffffffffu, pr[i / 8], tk & 31);
+        const float w = __shfl_sync(0xffffffffu, wr[i / 8], tk & 31);
+        if (pair < 0 || h0 >= p.hidden) continue;
+        const float4 v = reinterpret_cast<const float4*>(scratch + tk * kScratchStride)[chunk];
+        *reinterpret_cast<float4*>(p.y + int64_t(pair) * p.hidden + h0) = make_float4(w * v.x, w * v.y, w * v.z, w * v.w);
+      }
+    }
+  }
 };
 
 }  // namespace moe12x

@@ -8,7 +8,8 @@
 // The token tile is staged once per 256 rows instead of once per 128, off the consumers' issue
 // slots, and two consumer warpgroups interleave dequantization with each other's tensor-core work.
 // Same operands, same k order, same accumulator mapping as the mma.sync mainloop: the epilogues
-// are unchanged and the results bitwise equal (measured on H200, bench/NOTES.md).
+// are shared (their apply_staged variants, which restage through the warp's idle weight ring)
+// and the results bitwise equal (measured on H200, bench/NOTES.md).
 #pragma once
 #include <cute/arch/copy_sm80.hpp>
 #include <cutlass/arch/barrier.h>
@@ -214,7 +215,9 @@ struct MoeGemmSm90Ws {
     }
     cute::cp_async_wait<0>();
     if (p.act_fp4) undo_fp4_act_scale(acc);
-    if (mtiles > 0) Epilogue::template apply<NB>(p, tile, row0, acc);
+    // The warp's weight ring is idle until the next item's prologue: the epilogue's scratch.
+    static_assert(Epilogue::kScratchBytes <= sizeof(typename ML::Stage) * kStages, "epilogue scratch fits the weight ring");
+    if (mtiles > 0) Epilogue::template apply_staged<NB>(p, tile, row0, acc, reinterpret_cast<float*>(ring));
   }
 
   __device__ static void consume(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, int mblock,
