@@ -345,6 +345,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.tile_count = reinterpret_cast<int*>(ws + W.tile_count);
   p.tiles = reinterpret_cast<int2*>(ws + W.tiles);
   p.row_pair = reinterpret_cast<int*>(ws + W.row_pair);
+  p.pair_row = reinterpret_cast<int*>(ws + W.pair_row);
   p.xq = fp4 ? ws + W.xq : nullptr;
   p.xq_sf = fp4 ? ws + W.xq_sf : nullptr;
   p.act = ws + W.act;

@@ -55,7 +55,7 @@ inline PreparedLayout prepared_layout(int e_local, int hidden, int inter) {
 // The packed FC1 input is dead before FC2 writes y (stream order, PDL waits, the static kernel's
 // grid barrier), so it lives inside y (P (H/2 + H/16) bytes, 4 P H but for tiny P H).
 struct WorkspaceLayout {
-  size_t counts, tile_count, tiles, row_pair, xq, xq_sf, act, act_sf, y;
+  size_t counts, tile_count, tiles, row_pair, pair_row, xq, xq_sf, act, act_sf, y;
   size_t bytes;
   int64_t pairs, max_tiles;
 };
@@ -77,6 +77,7 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
   take(w.tile_count, sizeof(int) * 4);
   take(w.tiles, sizeof(int) * 2 * size_t(w.max_tiles));
   take(w.row_pair, sizeof(int) * size_t(w.pairs));
+  take(w.pair_row, sizeof(int) * size_t(w.pairs));
   const size_t P = size_t(w.pairs);
   if (act_fp4) {
     take(w.act, P * inter / 2);
@@ -127,6 +128,7 @@ struct MoeParams {
   int* tile_count;  // [1]
   int2* tiles;      // (expert, first row)
   int* row_pair;    // packed row -> pair index t * k + j
+  int* pair_row;    // its inverse (grouped schedule; -1: expert not local)
   uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode)
   uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16
   float* y;                      // [T * k, H] fp32, already multiplied by the routing weight

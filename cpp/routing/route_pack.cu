@@ -1,6 +1,7 @@
 // Grouped schedule routing: one CTA counts local (token, slot) pairs per expert, lays experts out
-// contiguously, emits the tile list, and scatters pair indices into packed rows; then a separate
-// launch quantizes the routed rows. Row order inside an expert comes from atomics and is not
+// contiguously, emits the tile list, and scatters pair indices into packed rows (and the inverse
+// map); then a separate launch quantizes each token once per distinct FC1 input scale into its
+// routed rows. Row order inside an expert comes from atomics and is not
 // fixed, which is harmless: every packed row is computed independently and results are stored
 // per pair, so the output is bitwise deterministic and batch invariant anyway.
 #include "common/launchers.hpp"
@@ -36,7 +37,9 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(MoeParams p) {
   __syncthreads();
   for (int64_t i = tid; i < pairs; i += kRouteThreads) {
     const int el = local_expert(load_id(p.ids, p.ids64, i), p.local_offset, p.e_local);
-    if (el >= 0) p.row_pair[s_rows[el] + atomicAdd(&hist[el], 1)] = int(i);
+    const int row = el >= 0 ? s_rows[el] + atomicAdd(&hist[el], 1) : -1;
+    if (el >= 0) p.row_pair[row] = int(i);
+    p.pair_row[i] = row;
   }
 }
 
@@ -50,22 +53,61 @@ cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// One warp per packed row.
+// One warp per (token, 32 blocks of 16 elements): a token's routed rows differ only in the
+// expert's FC1 input scale, so each block is quantized once per distinct scale (once for a
+// shared scale: 8x less work than a warp per row at top_k = 8) and the same codes go to every
+// row. Splitting tokens into 32-block chunks keeps small batches (decode) spread over many
+// warps. Same values as pack_row_fp4, bit for bit.
 __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  const int k = p.top_k;  // <= 16 (c_api.cpp): lane j < k holds slot j
+  const int nblk = p.hidden / 16, chunks = (nblk + 31) / 32;
   pdl_wait();
   pdl_trigger();
-  const int rows = p.offsets[p.e_local];
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
-    const int pair = p.row_pair[r];
-    const int el = local_expert(load_id(p.ids, p.ids64, pair), p.local_offset, p.e_local);
-    pack_row_fp4(p, r, pair, el, lane);
+  for (int64_t u = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; u < p.tokens * chunks; u += warps) {
+    const int64_t tok = u / chunks;
+    const int b = int(u % chunks) * 32 + lane;
+    const bool active = b < nblk;
+    int my_row = -1;
+    float my_gs = 0.0f;
+    if (lane < k) {
+      my_row = p.pair_row[tok * k + lane];
+      if (my_row >= 0) {
+        const int el = local_expert(load_id(p.ids, p.ids64, tok * k + lane), p.local_offset, p.e_local);
+        my_gs = p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)];
+      }
+    }
+    union { uint4 v[2]; uint16_t h[16]; } raw;  // rows are 16-B aligned: two vector loads
+    if (active) {
+      const uint4* src = reinterpret_cast<const uint4*>(p.x + tok * p.hidden + b * 16);
+      raw.v[0] = src[0];
+      raw.v[1] = src[1];
+    }
+    uint2 codes = make_uint2(0u, 0u);
+    uint32_t sf = 0;
+    bool have = false;
+    float have_gs = 0.0f;
+#pragma unroll 1
+    for (int j = 0; j < k; ++j) {  // row and scale are warp-uniform: no divergence below
+      const int row = __shfl_sync(0xffffffffu, my_row, j);
+      const float gs = __shfl_sync(0xffffffffu, my_gs, j);
+      if (row < 0) continue;
+      if (!have || __float_as_uint(gs) != __float_as_uint(have_gs)) {
+        if (active) sf = nvfp4_quantize_block(raw.h, gs, codes);
+        have = true;
+        have_gs = gs;
+      }
+      if (active) {
+        *reinterpret_cast<uint2*>(p.xq + int64_t(row) * (p.hidden / 2) + b * 8) = codes;
+        p.xq_sf[int64_t(row) * (p.hidden / 16) + b] = uint8_t(sf);
+      }
+    }
   }
 }
 
 cudaError_t launch_pack_fp4(const MoeParams& p, cudaStream_t stream) {
-  const int64_t blocks = (p.tokens * p.top_k + 7) / 8;
+  const int64_t blocks = (p.tokens * ((p.hidden / 16 + 31) / 32) + 7) / 8;
   return launch_kernel(pack_fp4_kernel, dim3(unsigned(blocks < 4096 ? blocks : 4096)), dim3(256), 0, stream,
                        p.pdl, p);
 }
