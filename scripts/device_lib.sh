@@ -3,7 +3,8 @@
 #   source scripts/device_lib.sh
 #   dev_install                              # pymoe against .devbuild/libmoe12x.so
 #   dev_use_lib .devbuild/variant.so          # swap the library the installed package loads
-#   dev_pytest NAME [tests/... paths] [pytest args]  # -> $OUT/NAME.pytest.log (default: all tests)
+#   dev_pytest NAME [tests/... paths] [pytest args]  # -> $OUT/NAME.pytest.log (default: all tests;
+#                                            killed after DEV_TIMEOUT s, default 1200)
 #   dev_bench NAME [bench_moe.py args]        # -> $OUT/NAME.json, NAME.log (table printed)
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 DEV_REPO=$PWD
@@ -22,13 +23,13 @@ dev_pytest() {
   local args=() a
   for a in "$@"; do [[ $a == tests* ]] && args+=("$DEV_REPO/$a") || args+=("$a"); done
   [[ ${#args[@]} -eq 0 || ${args[0]} == -* ]] && args=("$DEV_REPO/tests" "${args[@]}")
-  (cd /tmp && python3 -m pytest -q -rs -p no:cacheprovider "${args[@]}" > "$DEV_OUT/$name.pytest.log" 2>&1)
+  (cd /tmp && timeout ${DEV_TIMEOUT:-1200} python3 -m pytest -q -rs -p no:cacheprovider "${args[@]}" > "$DEV_OUT/$name.pytest.log" 2>&1)
   local rc=$?; echo "== pytest $name rc=$rc"; grep -E "^(FAILED|ERROR)" "$DEV_OUT/$name.pytest.log" | head -15
   tail -2 "$DEV_OUT/$name.pytest.log"; return $rc
 }
 dev_bench() {
   local name=$1; shift
-  (cd /tmp && python3 "$DEV_REPO/bench/bench_moe.py" --no-torch --out-json "$DEV_OUT/$name.json" \
+  (cd /tmp && timeout ${DEV_TIMEOUT:-1200} python3 "$DEV_REPO/bench/bench_moe.py" --no-torch --out-json "$DEV_OUT/$name.json" \
      --png /tmp/$name.png "$@" > "$DEV_OUT/$name.log" 2>&1)
   echo "== bench $name rc=$?"; grep -E "^(==| *[0-9]+ )" "$DEV_OUT/$name.log" | head -80
 }

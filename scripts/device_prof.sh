@@ -14,7 +14,7 @@ for pt in ${1:-deepseek-v3:32 deepseek-v3:4096}; do
   shape=${pt%%:*}; T=${pt##*:}
   timeout 240 "$ncu" --kernel-name "regex:moe_gemm_(grouped|sm90_ws)" --launch-count 2 \
     --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
-    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section SourceCounters \
     --metrics "regex:smsp__warp_issue_stalled_.*_per_warp_active.pct" \
     python3 "$root/scripts/prof_layer.py" "$shape" "$T" 1 > "$tmp/prof-$shape-$T.txt" 2>&1
   echo "device_prof: $shape T=$T rc=$? $(grep -c 'Duration' "$tmp/prof-$shape-$T.txt") kernels"
