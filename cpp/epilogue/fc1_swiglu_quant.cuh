@@ -13,13 +13,19 @@ namespace moe12x {
 __device__ __forceinline__ float swiglu(float up, float gate) { return gate / (1.0f + expf(-gate)) * up; }
 
 struct Fc1SwigluQuantEpilogue {
+  // Accumulator -> FC1 output: the weights' global scale, the FC1 input scale (NVFP4 activations)
+  // and the 2^8 the operands carry (kAccScale).
+  __device__ static float acc_scale(const MoeParams& p, int el) {
+    const float gs_in = p.act_fp4 ? p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)] : 1.0f;
+    return p.w13_gs[el] * gs_in * kAccScale;
+  }
+
   template <int NB>
   __device__ static void apply(const MoeParams& p, const ExpertTile& tile, int warp_row0,
                                const float (&acc)[2][NB][4]) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
-    const float gs_in = p.act_fp4 ? p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)] : 1.0f;
-    const float alpha = p.w13_gs[el] * gs_in * kAccScale;
+    const float alpha = acc_scale(p, el);
     const float gs_out = p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)];
     const int f0 = warp_row0 / 2;  // first of this warp's 16 features
 #pragma unroll
@@ -73,8 +79,7 @@ struct Fc1SwigluQuantEpilogue {
                                       const float (&acc)[2][NB][4], float* scratch) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
-    const float gs_in = p.act_fp4 ? p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)] : 1.0f;
-    const float alpha = p.w13_gs[el] * gs_in * kAccScale;
+    const float alpha = acc_scale(p, el);
     const float gs_out = p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)];
     const int f0 = warp_row0 / 2;  // first of this warp's 16 features
     constexpr int kPassNB = NB < 8 ? NB : 8;

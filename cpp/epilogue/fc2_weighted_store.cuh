@@ -9,13 +9,18 @@
 namespace moe12x {
 
 struct Fc2WeightedStoreEpilogue {
+  // Accumulator -> FC2 output before the routing weight (as Fc1SwigluQuantEpilogue::acc_scale).
+  __device__ static float acc_scale(const MoeParams& p, int el) {
+    const float gs_in = p.act_fp4 ? p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)] : 1.0f;
+    return p.w2_gs[el] * gs_in * kAccScale;
+  }
+
   template <int NB>
   __device__ static void apply(const MoeParams& p, const ExpertTile& tile, int warp_row0,
                                const float (&acc)[2][NB][4]) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
-    const float gs_in = p.act_fp4 ? p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)] : 1.0f;
-    const float beta = p.w2_gs[el] * gs_in * kAccScale;
+    const float beta = acc_scale(p, el);
 #pragma unroll
     for (int nb = 0; nb < NB; ++nb) {
 #pragma unroll
@@ -49,8 +54,7 @@ struct Fc2WeightedStoreEpilogue {
                                       const float (&acc)[2][NB][4], float* scratch) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
-    const float gs_in = p.act_fp4 ? p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)] : 1.0f;
-    const float beta = p.w2_gs[el] * gs_in * kAccScale;
+    const float beta = acc_scale(p, el);
     constexpr int kPassNB = NB < 8 ? NB : 8;
     constexpr int kPassTok = kPassNB * 8;
     static_assert(NB % kPassNB == 0, "passes of 8 n8 tiles");
