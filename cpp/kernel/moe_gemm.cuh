@@ -109,16 +109,22 @@ cudaError_t opt_in_smem(size_t bytes) {
   return e;
 }
 
+// Grid of the grouped launches (mma.sync and SM90 wgmma): x = m-block, y strides the tile list.
+inline dim3 grouped_grid(int mblocks, const MoeParams& p) {
+  const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
+  return dim3(mblocks, unsigned(ytiles > 0 ? ytiles : 1));
+}
+
+// The tile list is read before the wait, so the predecessor must itself have waited: the pack
+// kernel has; the route kernel (FC1's predecessor without FP4 activations) has not.
+inline bool grouped_pdl(const MoeParams& p, bool fc1) { return p.pdl && (!fc1 || p.act_fp4); }
+
 template <class Gemm_>
 cudaError_t launch_moe_gemm_grouped(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename Gemm_::SharedStorage);
   if (const cudaError_t e = opt_in_smem<moe_gemm_grouped_kernel<Gemm_>>(kSmem); e != cudaSuccess) return e;
-  const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
-  const dim3 grid(Gemm_::mblocks(p), unsigned(ytiles > 0 ? ytiles : 1));
-  // The tile list is read before the wait, so the predecessor must itself have waited: the pack
-  // kernel has; the route kernel (FC1's predecessor without FP4 activations) has not.
-  const bool pdl = p.pdl && (!Gemm_::kFc1 || p.act_fp4);
-  return launch_kernel(moe_gemm_grouped_kernel<Gemm_>, grid, dim3(kCtaThreads), kSmem, stream, pdl, p);
+  return launch_kernel(moe_gemm_grouped_kernel<Gemm_>, grouped_grid(Gemm_::mblocks(p), p), dim3(kCtaThreads), kSmem,
+                       stream, grouped_pdl(p, Gemm_::kFc1), p);
 }
 
 }  // namespace moe12x

@@ -160,12 +160,7 @@ struct MoeGemmSm90Ws {
     const int kblocks = K / kKBlock;
     typename ML::Stage* ring = smem.ring[cwarp];
     typename ML::template Accum<NB> acc;
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-      for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[mt][nb][i] = 0.0f;
+    zero_acc(acc);
 
     // weight ring (as Sm90WgmmaFp4MainloopT: tiles past the matrix zero-filled, A = 0)
     const uint8_t* qsrc[kMTiles];
@@ -270,10 +265,8 @@ template <class G>
 cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename G::SharedStorage);
   if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G>>(kSmem); e != cudaSuccess) return e;
-  const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
-  const dim3 grid(G::mblocks(p), unsigned(ytiles > 0 ? ytiles : 1));
-  const bool pdl = p.pdl && (!G::kFc1 || p.act_fp4);  // as launch_moe_gemm_grouped
-  return launch_kernel(moe_gemm_sm90_ws_kernel<G>, grid, dim3(G::kThreads), kSmem, stream, pdl, p);
+  return launch_kernel(moe_gemm_sm90_ws_kernel<G>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem, stream,
+                       grouped_pdl(p, G::kFc1), p);
 }
 
 }  // namespace moe12x

@@ -35,6 +35,17 @@ __device__ __forceinline__ uint32_t act_code_pair(uint32_t word, int i, uint32_t
   return bf16x2_mul_exact(mag | sgn, s2);
 }
 
+// Every mainloop's accumulators start at 0.
+template <int MT, int NB>
+__device__ __forceinline__ void zero_acc(float (&acc)[MT][NB][4]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nb][i] = 0.0f;
+}
+
 // FP4 B operands carry 2^-8 (above), like A; every mainloop undoes it on its accumulators, exactly.
 template <int MT, int NB>
 __device__ __forceinline__ void undo_fp4_act_scale(float (&acc)[MT][NB][4]) {

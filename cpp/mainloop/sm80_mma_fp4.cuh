@@ -79,12 +79,7 @@ struct Sm80MmaFp4MainloopT {
   __device__ static void run(const uint8_t* codes, const uint8_t* scales, int K, int row0, int mtiles,
                              const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
                              Accum<NB>& acc) {
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-      for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[mt][nb][i] = 0.0f;
+    zero_acc(acc);
     // A warp past the matrix's last rows still joins the CTA barriers of the activation stage.
     if (mtiles >= 2) run_tiles<NB, 2>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
     else if (mtiles == 1) run_tiles<NB, 1>(codes, scales, K, row0, act, tok0, ntok, smem, acc);

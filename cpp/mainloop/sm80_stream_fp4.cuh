@@ -38,12 +38,7 @@ struct Sm80StreamFp4Mainloop {
                              const ActivationRows& act, int tok0, int ntok, SharedStorage&, Accum& acc) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int kblocks = K / kKBlock;
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[mt][nb][i] = 0.0f;
+    zero_acc(acc);
 
     const uint4* wq[2];
     const uint2* ws[2];
