@@ -53,8 +53,10 @@ struct MoeGemmSm90Ws {
   __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kItemRows - 1) / kItemRows; }
 
   __device__ static uint8_t* b_buffer(SharedStorage& smem, int i) {
-    const uintptr_t a = (reinterpret_cast<uintptr_t>(smem.b_raw) + 1023) & ~uintptr_t(1023);
-    return reinterpret_cast<uint8_t*>(a) + i * kBStageBytes;
+    // Offset the shared pointer itself (a round trip through an integer address would lose the
+    // address space: the producer's stores became generic ST.E with 64-bit address math).
+    const uint32_t pad = (1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(smem.b_raw)) & 1023u)) & 1023u;
+    return smem.b_raw + pad + i * kBStageBytes;
   }
 
   // Both roles walk the same items and k blocks, so the buffer sequence (stage, phase) matches.
