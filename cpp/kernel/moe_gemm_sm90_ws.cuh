@@ -108,24 +108,7 @@ struct MoeGemmSm90Ws {
       Barrier::wait(&smem.empty[pipe.stage], pipe.phase ^ 1u);  // fresh barriers pass at parity 1
       if (active) {
         const RawStage& st = smem.raw[kb % kRawStages];
-        const uint32_t sf4 = st.scales[r];
-        uint8_t* blk = b_buffer(smem, pipe.stage);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint4 q = st.codes[r][h];
-#pragma unroll
-          for (int gg = 0; gg < 2; ++gg) {  // 16-element group 2 h + gg
-            const int grp = 2 * h + gg;
-            const uint32_t s2 = act_scale_pair((sf4 >> (8 * grp)) & 0xFFu);
-            const uint32_t lo = gg ? q.z : q.x, hi = gg ? q.w : q.y;
-            const uint4 w0 = make_uint4(act_code_pair(lo, 0, s2), act_code_pair(lo, 1, s2),
-                                        act_code_pair(lo, 2, s2), act_code_pair(lo, 3, s2));
-            *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, grp * 16)) = w0;
-            const uint4 w1 = make_uint4(act_code_pair(hi, 0, s2), act_code_pair(hi, 1, s2),
-                                        act_code_pair(hi, 2, s2), act_code_pair(hi, 3, s2));
-            *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, grp * 16 + 8)) = w1;
-          }
-        }
+        stage_fp4_row_gmma(st.codes[r], st.scales[r], r, b_buffer(smem, pipe.stage));
       }
       cutlass::arch::fence_view_async_shared();  // generic-proxy stores -> visible to wgmma
       Barrier::arrive(&smem.full[pipe.stage]);

@@ -109,6 +109,25 @@ __host__ __device__ __forceinline__ uint32_t sw128_k_offset(int n, int k) {  // 
   return uint32_t(n) * 128u + ((uint32_t((k >> 3) ^ n) & 7u) << 4) + uint32_t(k & 7) * 2u;
 }
 
+// One FP4 token row's k64 block (32 code bytes, 4 scale codes) -> row n of a GMMA block at blk:
+// the SM90 wgmma kernel's producer step (the same act_code_pair values as every other stage).
+__device__ __forceinline__ void stage_fp4_row_gmma(const uint4 (&codes)[2], uint32_t sf4, int n, uint8_t* blk) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint4 q = codes[h];
+#pragma unroll
+    for (int gg = 0; gg < 2; ++gg) {  // 16-element group 2 h + gg
+      const int grp = 2 * h + gg;
+      const uint32_t s2 = act_scale_pair((sf4 >> (8 * grp)) & 0xFFu);
+      const uint32_t lo = gg ? q.z : q.x, hi = gg ? q.w : q.y;
+      *reinterpret_cast<uint4*>(blk + sw128_k_offset(n, grp * 16)) =
+          make_uint4(act_code_pair(lo, 0, s2), act_code_pair(lo, 1, s2), act_code_pair(lo, 2, s2), act_code_pair(lo, 3, s2));
+      *reinterpret_cast<uint4*>(blk + sw128_k_offset(n, grp * 16 + 8)) =
+          make_uint4(act_code_pair(hi, 0, s2), act_code_pair(hi, 1, s2), act_code_pair(hi, 2, s2), act_code_pair(hi, 3, s2));
+    }
+  }
+}
+
 // Stages token rows [row0, row0 + BN) x K [k0, k0 + kc) (kc a multiple of 64) as kc / 64 GMMA
 // blocks of BN * 128 bytes at `smem`. Same values as stage_activations (FP4 rows decoded with the
 // act_code_pair trick, rows past nrows are 0); only the shared-memory order differs. Synchronous

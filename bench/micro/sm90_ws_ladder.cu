@@ -1,0 +1,202 @@
+// Bottom-up speed-of-light ladder of the SM90 warp-specialized FP4 mainloop: the real pieces of
+// kernel/moe_gemm_sm90_ws.cuh added one at a time around two consumer warpgroups streaming
+// RS wgmma m64n128k16 x 2 m-tiles per k64 block (sm90_wgmma_rate.cu: ~970 TFLOP/s alone).
+//   kDeq:   A dequantized per block from a shared-memory ring stage (Sm90WgmmaFp4Block)
+//   kBar:   a producer warpgroup hands 4 token buffers over full/empty mbarriers (+ proxy fence)
+//   kStore: the producer also writes each 16 KB token buffer (8 x STS.128 per thread)
+//   kDecode: ... decoded from FP4 token rows in a shared raw stage (act_code_pair, as the kernel)
+//   kLoads: weights (consumer ring, cp.async per 2-block stage) and FP4 token rows (producer,
+//           cp.async, 7 blocks ahead) come from global memory: every CTA streams its own 2 MB of
+//           weights (HBM, as a 256-row slab of a large expert) and one token tile (L2)
+// Global memory only with kLoads. One CTA per SM; prints TFLOP/s over the grid.
+//   nvcc -std=c++17 -O3 -arch=sm_90a --expt-relaxed-constexpr -I<cutlass>/include -Icpp \
+//        bench/micro/sm90_ws_ladder.cu -o ws_ladder && ./ws_ladder
+#include <cstdio>
+
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include <cute/arch/copy_sm80.hpp>
+
+#include "mainloop/activation_stage.cuh"
+#include "mainloop/sm90_wgmma_fp4.cuh"
+
+using namespace moe12x;
+using ML = Sm90WgmmaFp4Block;
+using Barrier = cutlass::arch::ClusterBarrier;
+constexpr int kNB = 16, kStages = 4, kBBytes = 128 * 128;
+
+constexpr int kRawStages = 8;
+struct RawStage {
+  uint4 codes[128][2];
+  uint32_t scales[128];
+};
+struct Smem {
+  RawStage raw[kRawStages];
+  uint8_t b_raw[kStages * kBBytes + 1024];
+  ML::Stage ring[8 * 4];
+  alignas(8) uint64_t full[kStages];
+  alignas(8) uint64_t empty[kStages];
+};
+__device__ uint8_t* bbuf(Smem& s, int i) {
+  return s.b_raw + ((1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(s.b_raw)) & 1023u)) & 1023u) + i * kBBytes;
+}
+
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false>
+__global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
+  using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
+  using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
+  extern __shared__ uint4 raw[];
+  Smem& s = *reinterpret_cast<Smem*>(raw);
+  for (int i = threadIdx.x; i < int(sizeof(Smem) / 4) - 2 * kStages * 2; i += blockDim.x)
+    reinterpret_cast<uint32_t*>(&s)[i] = 0x3c003c00u ^ (i & 0x00ff00ffu);
+  if (threadIdx.x == 0)
+    for (int i = 0; i < kStages; ++i) {
+      Barrier::init(&s.full[i], 128);
+      Barrier::init(&s.empty[i], 256);
+    }
+  cutlass::arch::fence_barrier_init();
+  __syncthreads();
+  if (threadIdx.x >= 256) {  // producer
+    cutlass::arch::warpgroup_reg_dealloc<40>();
+    if (!kBar) return;
+    const int r = threadIdx.x - 256;
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int kb = 0; kb < blocks; ++kb) {
+      if (kLoads) {  // this row's block kb + 7 in flight, wait for block kb
+        const int kn = kb + kRawStages - 1;
+        const uint8_t* src = act + (int64_t(r) * 4096 + (kn & 4095)) * 48;
+        RawStage& st = s.raw[kn % kRawStages];
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][0]));
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][1]));
+        Copy4::copy(*reinterpret_cast<const uint32_t*>(src + 32), st.scales[r]);
+        cute::cp_async_fence();
+        cute::cp_async_wait<kRawStages - 1>();
+      }
+      Barrier::wait(&s.empty[stage], phase ^ 1u);
+      if (kDecode) {
+        const RawStage& st = s.raw[kb % kRawStages];
+        stage_fp4_row_gmma(st.codes[r], st.scales[r], r, bbuf(s, stage));
+      } else if (kStore) {
+        uint4* dst = reinterpret_cast<uint4*>(bbuf(s, stage) + r * 128);
+#pragma unroll
+        for (int c = 0; c < 8; ++c) dst[c ^ (r & 7)] = make_uint4(kb, r, c, 0x3c003c00u);
+      }
+      cutlass::arch::fence_view_async_shared();
+      Barrier::arrive(&s.full[stage]);
+      if (++stage == kStages) { stage = 0; phase ^= 1u; }
+    }
+    return;
+  }
+  cutlass::arch::warpgroup_reg_alloc<232>();
+  const int warp = threadIdx.x / 32;
+  ML::Accum<kNB> acc;
+  zero_acc(acc);
+  ML::warpgroup_fence_acc<kNB>(acc);
+  uint32_t a[2][4];
+  for (int mt = 0; mt < 2; ++mt)
+    for (int i = 0; i < 4; ++i) a[mt][i] = 0x3c003c00u + threadIdx.x;
+  int stage = 0;
+  uint32_t phase = 0;
+  // kLoads: ring of 4 stages x 2 blocks per warp (as the kernel), 3 in flight
+  const int lane = threadIdx.x & 31;
+  const uint8_t* wsrc = wq + (int64_t(blockIdx.x) * 8 + warp) * (int64_t(1) << 18);  // 256 KB per warp
+  auto issue = [&](int kb0) {
+    ML::Stage& st = s.ring[warp * 4 + (kb0 / 2) % 4];
+    for (int i = 0; i < 2; ++i)
+      for (int mt = 0; mt < 2; ++mt)
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(wsrc + ((int64_t(kb0 + i) * 2 + mt) * 512 & ((1 << 18) - 1)) + lane * 16),
+                     *reinterpret_cast<cute::uint128_t*>(&st.q[i][mt][lane]));
+    if (lane < 16)
+      Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(wsrc + (int64_t(kb0) * 64 & ((1 << 18) - 1)) + lane * 16),
+                   *reinterpret_cast<cute::uint128_t*>(&st.s[lane >> 3][(lane >> 2) & 1][lane & 3]));
+    cute::cp_async_fence();
+  };
+  if (kLoads)
+    for (int i = 0; i < 3; ++i) issue(2 * i);
+  for (int kb = 0; kb < blocks; ++kb) {
+    if (kLoads && (kb & 1) == 0) {
+      cute::cp_async_wait<2>();
+      __syncwarp();
+      issue(kb + 6);
+    }
+    const ML::Stage& st = kLoads ? s.ring[warp * 4 + (kb / 2) % 4] : s.ring[warp];
+    if (kBar) Barrier::wait(&s.full[stage], phase);
+    const uint8_t* b = bbuf(s, stage);
+    if (kDeq) {
+      ML::block_wgmma<kNB>(st, kb & 1, b, acc);  // the kernel's block: dequantize, 8 wgmma, commit
+    } else {
+      ML::warpgroup_fence_acc<kNB>(acc);
+      cute::warpgroup_arrive();
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+          sm90_detail::wgmma_rs<kNB>(a[mt], sm90_detail::step_desc<kNB>(b, j), acc[mt],
+                                     std::make_integer_sequence<int, 4 * kNB>{});
+      cute::warpgroup_commit_batch();
+    }
+    cute::warpgroup_wait<0>();
+    ML::warpgroup_fence_acc<kNB>(acc);
+    if (kBar) Barrier::arrive(&s.empty[stage]);
+    a[0][0] += 1u;  // the next block's A (as a dequantization would write)
+    if (++stage == kStages) { stage = 0; phase ^= 1u; }
+  }
+  cute::warpgroup_wait<0>();
+  ML::warpgroup_fence_acc<kNB>(acc);
+  float sum = 0.f;
+  for (int mt = 0; mt < 2; ++mt)
+    for (int nb = 0; nb < kNB; ++nb)
+      for (int i = 0; i < 4; ++i) sum += acc[mt][nb][i];
+  if (sum == 1234.5f) sink[threadIdx.x] = sum;
+}
+
+#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return 1; } } while (0)
+
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false>
+int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
+  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads>;
+  const int smem = sizeof(Smem);
+  CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const int blocks = 4096;
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  k<<<sms, 384, smem>>>(64, sink, wq, act);
+  CK(cudaDeviceSynchronize());
+  float best = 1e30f;
+  for (int r = 0; r < 5; ++r) {
+    CK(cudaEventRecord(e0));
+    k<<<sms, 384, smem>>>(blocks, sink, wq, act);
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    best = ms < best ? ms : best;
+  }
+  const double flop = 2.0 * sms * 256.0 * 128.0 * 64.0 * blocks;
+  printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block\n", name, flop / (best * 1e-3) / 1e12, best * 1e6 / blocks);
+  return 0;
+}
+
+int main() {
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  float* sink;
+  CK(cudaMalloc(&sink, 4096));
+  uint8_t *wq, *act;
+  CK(cudaMalloc(&wq, size_t(sms) * 8 << 18));
+  CK(cudaMemset(wq, 0x22, size_t(sms) * 8 << 18));
+  CK(cudaMalloc(&act, 128 * 4096 * 48));
+  CK(cudaMemset(act, 0x33, 128 * 4096 * 48));
+  int rc = 0;
+  rc |= run<false, false, false>("wgmma only", sms, sink, wq, act);
+  rc |= run<true, false, false>("+ weight dequantization", sms, sink, wq, act);
+  rc |= run<true, true, false>("+ full/empty handshake", sms, sink, wq, act);
+  rc |= run<true, true, true>("+ token buffer stores", sms, sink, wq, act);
+  rc |= run<true, true, false, true>("+ FP4 token decode (instead)", sms, sink, wq, act);
+  rc |= run<true, true, true, false, true>("+ global loads, stores only", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true>("+ global loads + FP4 decode: the kernel", sms, sink, wq, act);
+  return rc;
+}
