@@ -24,12 +24,12 @@
 using namespace moe12x;
 using ML = Sm90WgmmaFp4Block;
 using Barrier = cutlass::arch::ClusterBarrier;
-constexpr int kNB = 16, kStages = 4, kBBytes = 128 * 128;
+constexpr int kMaxRows = 128, kStages = 4, kBBytes = kMaxRows * 128;
 
 constexpr int kRawStages = 8;
 struct RawStage {
-  uint4 codes[128][2];
-  uint32_t scales[128];
+  uint4 codes[kMaxRows][2];
+  uint32_t scales[kMaxRows];
 };
 struct Smem {
   RawStage raw[kRawStages];
@@ -42,7 +42,7 @@ __device__ uint8_t* bbuf(Smem& s, int i) {
   return s.b_raw + ((1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(s.b_raw)) & 1023u)) & 1023u) + i * kBBytes;
 }
 
-template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false>
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16>
 __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
   using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
   using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
@@ -64,24 +64,28 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
     int stage = 0;
     uint32_t phase = 0;
     for (int kb = 0; kb < blocks; ++kb) {
-      if (kLoads) {  // this row's block kb + 7 in flight, wait for block kb
+      if (kLoads) {  // rows r, r + 128 (< 8 kNB): block kb + 7 in flight, wait for block kb
         const int kn = kb + kRawStages - 1;
-        const uint8_t* src = act + (int64_t(r) * 4096 + (kn & 4095)) * 48;
         RawStage& st = s.raw[kn % kRawStages];
-        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][0]));
-        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][1]));
-        Copy4::copy(*reinterpret_cast<const uint32_t*>(src + 32), st.scales[r]);
+        for (int rr = r; rr < 8 * kNB; rr += 128) {
+          const uint8_t* src = act + (int64_t(rr) * 4096 + (kn & 4095)) * 48;
+          Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(&st.codes[rr][0]));
+          Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[rr][1]));
+          Copy4::copy(*reinterpret_cast<const uint32_t*>(src + 32), st.scales[rr]);
+        }
         cute::cp_async_fence();
         cute::cp_async_wait<kRawStages - 1>();
       }
       Barrier::wait(&s.empty[stage], phase ^ 1u);
-      if (kDecode) {
-        const RawStage& st = s.raw[kb % kRawStages];
-        stage_fp4_row_gmma(st.codes[r], st.scales[r], r, bbuf(s, stage));
-      } else if (kStore) {
-        uint4* dst = reinterpret_cast<uint4*>(bbuf(s, stage) + r * 128);
+      for (int rr = r; rr < 8 * kNB; rr += 128) {
+        if (kDecode) {
+          const RawStage& st = s.raw[kb % kRawStages];
+          stage_fp4_row_gmma(st.codes[rr], st.scales[rr], rr, bbuf(s, stage));
+        } else if (kStore) {
+          uint4* dst = reinterpret_cast<uint4*>(bbuf(s, stage) + rr * 128);
 #pragma unroll
-        for (int c = 0; c < 8; ++c) dst[c ^ (r & 7)] = make_uint4(kb, r, c, 0x3c003c00u);
+          for (int c = 0; c < 8; ++c) dst[c ^ (rr & 7)] = make_uint4(kb, rr, c, 0x3c003c00u);
+        }
       }
       cutlass::arch::fence_view_async_shared();
       Barrier::arrive(&s.full[stage]);
@@ -154,9 +158,9 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
 
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return 1; } } while (0)
 
-template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false>
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16>
 int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
-  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads>;
+  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB>;
   const int smem = sizeof(Smem);
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int blocks = 4096;
@@ -175,7 +179,7 @@ int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t
     CK(cudaEventElapsedTime(&ms, e0, e1));
     best = ms < best ? ms : best;
   }
-  const double flop = 2.0 * sms * 256.0 * 128.0 * 64.0 * blocks;
+  const double flop = 2.0 * sms * 256.0 * 8.0 * kNB * 64.0 * blocks;
   printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block\n", name, flop / (best * 1e-3) / 1e12, best * 1e6 / blocks);
   return 0;
 }
@@ -198,5 +202,9 @@ int main() {
   rc |= run<true, true, false, true>("+ FP4 token decode (instead)", sms, sink, wq, act);
   rc |= run<true, true, true, false, true>("+ global loads, stores only", sms, sink, wq, act);
   rc |= run<true, true, false, true, true>("+ global loads + FP4 decode: the kernel", sms, sink, wq, act);
+  // the kernel's loop at other tile widths (tokens = 8 NB)
+  rc |= run<true, true, false, true, true, 2>("the kernel, 16 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 4>("the kernel, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 8>("the kernel, 64 tokens", sms, sink, wq, act);
   return rc;
 }
