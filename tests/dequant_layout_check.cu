@@ -1,7 +1,8 @@
 // Host check (no GPU): the prepared code-word bit order of common/nvfp4.cuh (pack_prepared_word
 // at preparation, prepared_a_bits in dequant_a_frag) gives the same A-register bits as the
 // previous layout (copied below as the reference). Scale pairs are unchanged, so the bf16 FMAs,
-// and every kernel output, are bit-identical.
+// and every kernel output, are bit-identical. Also the FP4 activation words of the SM90 wgmma
+// kernel (prepare_act_word, decoded by prepared_a_bits) against act_code_pair's bits.
 //   usage: dequant_layout_check [full]   (full: all 2^32 code-byte quadruples)
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,12 @@ void extract(uint32_t q, uint32_t (&r)[4]) {
   r[2] = ((q << 8) & kSign) | ((q << 2) & kMag);
   r[3] = ((q << 12) & kSign) | ((q << 6) & kMag);
 }
+// act_code_pair (mainloop/activation_stage.cuh) before its bf16 multiply: byte i of a standard
+// activation word -> bf16x2 bits of its two codes.
+uint32_t act_pair_bits(uint32_t word, int i) {
+  const uint32_t b = (word >> (8 * i)) & 0xFFu;
+  return ((b * 0x00040040u) & 0x01C001C0u) | ((b * 0x01001000u) & 0x80008000u);
+}
 }  // namespace ref
 
 static int failures = 0;
@@ -51,17 +58,35 @@ static void check_codes(uint32_t in) {  // in: the 4 code bytes of one word, byt
     if (got[i] != want[i]) fail("A register", (uint64_t(i) << 32) | in, got[i], want[i]);
 }
 
+static void check_act(uint32_t in) {  // in: a standard FP4 activation word
+  uint32_t got[4];
+  prepared_a_bits(prepare_act_word(in), got);
+  for (int i = 0; i < 4; ++i)
+    if (got[i] != ref::act_pair_bits(in, i)) fail("activation pair", (uint64_t(i) << 32) | in, got[i], ref::act_pair_bits(in, i));
+}
+
 int main(int argc, char** argv) {
   const bool full = argc > 1 && std::strcmp(argv[1], "full") == 0;
   // code words: exhaustive per register byte (others random), random words, or all 2^32.
   uint64_t n = 0;
   if (full) {
-    for (uint64_t in = 0; in <= 0xFFFFFFFFull; ++in, ++n) check_codes(uint32_t(in));
+    for (uint64_t in = 0; in <= 0xFFFFFFFFull; ++in, ++n) {
+      check_codes(uint32_t(in));
+      check_act(uint32_t(in));
+    }
   } else {
     for (int i = 0; i < 4; ++i)
       for (uint32_t v = 0; v < 256; ++v)
-        for (int k = 0; k < 64; ++k, ++n) check_codes((next32() & ~(0xFFu << (8 * i))) | (v << (8 * i)));
-    for (int k = 0; k < (1 << 22); ++k, ++n) check_codes(next32());
+        for (int k = 0; k < 64; ++k, ++n) {
+          const uint32_t in = (next32() & ~(0xFFu << (8 * i))) | (v << (8 * i));
+          check_codes(in);
+          check_act(in);
+        }
+    for (int k = 0; k < (1 << 22); ++k, ++n) {
+      const uint32_t in = next32();
+      check_codes(in);
+      check_act(in);
+    }
   }
   // bit-level bijection: each of the 32 code bits lands on exactly one word bit
   uint32_t seen = 0;

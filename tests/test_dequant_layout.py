@@ -1,5 +1,6 @@
 """CPU test (no GPU): the prepared code-word bit order (cpp/common/nvfp4.cuh) gives A registers
-bit-identical to the previous layout. Compiles the host program tests/dequant_layout_check.cu with
+bit-identical to the previous layout, and the prepared FP4 activation words of the SM90 wgmma
+kernel (prepare_act_word) decode to act_code_pair's bits. Compiles the host program tests/dequant_layout_check.cu with
 nvcc; skipped when nvcc is absent. MOE12X_LAYOUT_FULL=1 checks all 2^32 code words (about a
 minute on one core); the default checks every byte value of every register plus 4M random words."""
 from __future__ import annotations

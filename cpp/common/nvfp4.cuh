@@ -173,6 +173,16 @@ __host__ __device__ __forceinline__ uint32_t pack_prepared_word(const uint32_t (
          ((r[3] >> 12) & 0x00080008u);
 }
 
+// FP4 activation word (8 codes of one row, k ascending, low nibble first) -> the prepared bit
+// order: prepared_a_bits then yields the bf16x2 pairs (k0,k1), (k2,k3), (k4,k5), (k6,k7), the
+// same bits act_code_pair extracts one byte at a time (8 integer ops per word instead of 20).
+// Written by the pack kernel and the staged FC1 epilogue for the SM90 wgmma kernel's producer.
+__host__ __device__ __forceinline__ uint32_t prepare_act_word(uint32_t w) {
+  const uint32_t r[4] = {e2m1_pair_bits(w & 0xFFu), e2m1_pair_bits((w >> 8) & 0xFFu),
+                         e2m1_pair_bits((w >> 16) & 0xFFu), e2m1_pair_bits(w >> 24)};
+  return pack_prepared_word(r);
+}
+
 // Prepared scale code: 0 never occurs (zero-scale blocks are zeroed at preparation); else
 // code = E << 3 | m with sf = 2^(E-10) * (1 + m/8), E in 1..18 (e4m3 subnormals normalized).
 // S bits = code << 4 + (235 << 7): exponent field E + 235 <= 253, so S = sf * 2^118 exactly.

@@ -106,7 +106,8 @@ struct MoeParams {
   int hidden, inter, top_k, num_experts, e_local, local_offset;
   bool act_fp4;
   bool pdl;      // launch the grouped schedule's kernels programmatically dependent (SM90+)
-  bool sm90_wgmma;  // grouped FC1/FC2 on the warp-specialized wgmma kernel (c_api.cpp, dispatch.hpp)
+  bool sm90_wgmma;  // grouped FC1/FC2 on the warp-specialized wgmma kernel (c_api.cpp, dispatch.hpp);
+                    // its FP4 activations (xq, act) are stored as prepare_act_word words
   int block_n;
   int64_t max_tiles;
   // inputs

@@ -134,7 +134,9 @@ struct Fc1SwigluQuantEpilogue {
         if (p.act_fp4) {
           uint2 codes;
           const uint32_t sf = nvfp4_quantize_block(v, gs_out, codes);
-          *reinterpret_cast<uint2*>(p.act + row * (p.inter / 2) + f0 / 2) = codes;
+          // only the SM90 wgmma kernel stages through here: its producer reads prepared words
+          *reinterpret_cast<uint2*>(p.act + row * (p.inter / 2) + f0 / 2) =
+              make_uint2(prepare_act_word(codes.x), prepare_act_word(codes.y));
           p.act_sf[row * (p.inter / 16) + f0 / 16] = uint8_t(sf);
         } else {
           uint32_t h[8];

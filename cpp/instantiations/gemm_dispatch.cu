@@ -11,7 +11,7 @@ cudaError_t launch_static(const MoeParams& p, cudaStream_t stream) {
 }
 cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
 #ifdef MOE12X_HAS_SM90_WGMMA
-  if (p.sm90_wgmma) return launch_fc1_sm90_wgmma(p, stream);  // experimental, off unless requested
+  if (p.sm90_wgmma) return launch_fc1_sm90_wgmma(p, stream);  // chosen in c_api.cpp (choose_sm90_wgmma)
 #endif
   return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc1_nb<4>(p, stream) : launch_fc1_nb<8>(p, stream);

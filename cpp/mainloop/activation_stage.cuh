@@ -109,8 +109,9 @@ __host__ __device__ __forceinline__ uint32_t sw128_k_offset(int n, int k) {  // 
   return uint32_t(n) * 128u + ((uint32_t((k >> 3) ^ n) & 7u) << 4) + uint32_t(k & 7) * 2u;
 }
 
-// One FP4 token row's k64 block (32 code bytes, 4 scale codes) -> row n of a GMMA block at blk:
-// the SM90 wgmma kernel's producer step (the same act_code_pair values as every other stage).
+// One FP4 token row's k64 block (32 code bytes in prepare_act_word order, 4 scale codes) -> row n
+// of a GMMA block at blk: the SM90 wgmma kernel's producer step (the same values as every other
+// stage; prepared_a_bits costs 8 integer ops per 8 codes where act_code_pair costs 20).
 __device__ __forceinline__ void stage_fp4_row_gmma(const uint4 (&codes)[2], uint32_t sf4, int n, uint8_t* blk) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -119,11 +120,14 @@ __device__ __forceinline__ void stage_fp4_row_gmma(const uint4 (&codes)[2], uint
     for (int gg = 0; gg < 2; ++gg) {  // 16-element group 2 h + gg
       const int grp = 2 * h + gg;
       const uint32_t s2 = act_scale_pair((sf4 >> (8 * grp)) & 0xFFu);
-      const uint32_t lo = gg ? q.z : q.x, hi = gg ? q.w : q.y;
-      *reinterpret_cast<uint4*>(blk + sw128_k_offset(n, grp * 16)) =
-          make_uint4(act_code_pair(lo, 0, s2), act_code_pair(lo, 1, s2), act_code_pair(lo, 2, s2), act_code_pair(lo, 3, s2));
-      *reinterpret_cast<uint4*>(blk + sw128_k_offset(n, grp * 16 + 8)) =
-          make_uint4(act_code_pair(hi, 0, s2), act_code_pair(hi, 1, s2), act_code_pair(hi, 2, s2), act_code_pair(hi, 3, s2));
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // k 0..7, 8..15 of the group
+        uint32_t r[4];
+        prepared_a_bits(half ? (gg ? q.w : q.y) : (gg ? q.z : q.x), r);
+        *reinterpret_cast<uint4*>(blk + sw128_k_offset(n, grp * 16 + 8 * half)) =
+            make_uint4(bf16x2_mul_exact(r[0], s2), bf16x2_mul_exact(r[1], s2), bf16x2_mul_exact(r[2], s2),
+                       bf16x2_mul_exact(r[3], s2));
+      }
     }
   }
 }

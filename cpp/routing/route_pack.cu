@@ -57,7 +57,8 @@ cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
 // expert's FC1 input scale, so each block is quantized once per distinct scale (once for a
 // shared scale: 8x less work than a warp per row at top_k = 8) and the same codes go to every
 // row. Splitting tokens into 32-block chunks keeps small batches (decode) spread over many
-// warps. Same values as pack_row_fp4, bit for bit.
+// warps. Same values as pack_row_fp4, bit for bit (in the prepared word order for the SM90 wgmma
+// kernel: prepare_act_word).
 __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
@@ -94,7 +95,10 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
       const float gs = __shfl_sync(0xffffffffu, my_gs, j);
       if (row < 0) continue;
       if (!have || __float_as_uint(gs) != __float_as_uint(have_gs)) {
-        if (active) sf = nvfp4_quantize_block(raw.h, gs, codes);
+        if (active) {
+          sf = nvfp4_quantize_block(raw.h, gs, codes);
+          if (p.sm90_wgmma) codes = make_uint2(prepare_act_word(codes.x), prepare_act_word(codes.y));
+        }
         have = true;
         have_gs = gs;
       }
