@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <utility>
 
+#include "micro_timing.cuh"
+
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
@@ -90,7 +92,6 @@ __global__ void __launch_bounds__(256, 1) rate_kernel(int blocks, float* sink) {
   if (s == 1234.5f) sink[threadIdx.x] = s;
 }
 
-#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return 1; } } while (0)
 
 template <int N, int MT, bool kRs, bool kWait0>
 int run(const char* name, int sms, float* sink) {
@@ -98,21 +99,8 @@ int run(const char* name, int sms, float* sink) {
   const int smem = N * 128 + MT * 64 * 128 + 1024;
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int blocks = 4096;
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  k<<<sms, 256, smem>>>(64, sink);
-  CK(cudaGetLastError());
-  float best = 1e30f;
-  for (int r = 0; r < 5; ++r) {
-    CK(cudaEventRecord(e0));
-    k<<<sms, 256, smem>>>(blocks, sink);
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    best = ms < best ? ms : best;
-  }
+  float best;
+  if (best_of([&](bool warm) { k<<<sms, 256, smem>>>(warm ? 64 : blocks, sink); }, 5, &best)) return 1;
   const double flop = 2.0 * sms * 2 /*WGs*/ * MT * 64.0 * N * 64.0 * blocks;
   printf("%-34s %8.1f TFLOP/s  (%.3f ms)\n", name, flop / (best * 1e-3) / 1e12, best);
   return 0;
@@ -120,9 +108,8 @@ int run(const char* name, int sms, float* sink) {
 
 int main() {
   int sms = 0;
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   float* sink;
-  CK(cudaMalloc(&sink, 4096));
+  if (micro_setup(&sms, &sink)) return 1;
   int rc = 0;
   rc |= run<128, 2, true, true>("RS m64n128 x2, wait0 per k64", sms, sink);
   rc |= run<128, 2, true, false>("RS m64n128 x2, 1 group in flight", sms, sink);

@@ -13,6 +13,8 @@
 //        bench/micro/sm90_ws_ladder.cu -o ws_ladder && ./ws_ladder
 #include <cstdio>
 
+#include "micro_timing.cuh"
+
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
@@ -156,7 +158,6 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
   if (sum == 1234.5f) sink[threadIdx.x] = sum;
 }
 
-#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); return 1; } } while (0)
 
 template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16>
 int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
@@ -164,21 +165,8 @@ int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t
   const int smem = sizeof(Smem);
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int blocks = 4096;
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  k<<<sms, 384, smem>>>(64, sink, wq, act);
-  CK(cudaDeviceSynchronize());
-  float best = 1e30f;
-  for (int r = 0; r < 5; ++r) {
-    CK(cudaEventRecord(e0));
-    k<<<sms, 384, smem>>>(blocks, sink, wq, act);
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    best = ms < best ? ms : best;
-  }
+  float best;
+  if (best_of([&](bool warm) { k<<<sms, 384, smem>>>(warm ? 64 : blocks, sink, wq, act); }, 5, &best)) return 1;
   const double flop = 2.0 * sms * 256.0 * 8.0 * kNB * 64.0 * blocks;
   printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block\n", name, flop / (best * 1e-3) / 1e12, best * 1e6 / blocks);
   return 0;
@@ -186,9 +174,8 @@ int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t
 
 int main() {
   int sms = 0;
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   float* sink;
-  CK(cudaMalloc(&sink, 4096));
+  if (micro_setup(&sms, &sink)) return 1;
   uint8_t *wq, *act;
   CK(cudaMalloc(&wq, size_t(sms) * 8 << 18));
   CK(cudaMemset(wq, 0x22, size_t(sms) * 8 << 18));
