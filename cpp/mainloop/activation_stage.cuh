@@ -132,10 +132,10 @@ __device__ __forceinline__ void stage_fp4_row_gmma(const uint4 (&codes)[2], uint
   }
 }
 
-// Stages token rows [row0, row0 + BN) x K [k0, k0 + kc) (kc a multiple of 64) as kc / 64 GMMA
-// blocks of BN * 128 bytes at `smem`. Same values as stage_activations (FP4 rows decoded with the
-// act_code_pair trick, rows past nrows are 0); only the shared-memory order differs. Synchronous
-// loads: the wgmma mainloop calls it while its tensor-core work is in flight.
+// Stages bf16 token rows (act_quant = none) [row0, row0 + BN) x K [k0, k0 + kc) (kc a multiple of
+// 64) as kc / 64 GMMA blocks of BN * 128 bytes at `smem`: the values of stage_activations in the
+// SW128 order. (FP4 rows reach the wgmma kernel as prepared words, through its producer's raw
+// ring and stage_fp4_row_gmma.) Synchronous loads.
 template <int BN, int kThreads, int kUnroll = 4>
 __device__ __forceinline__ void stage_activations_gmma(const ActivationRows& a, int row0, int nrows,
                                                        int k0, int kc, uint8_t* smem) {
@@ -145,22 +145,16 @@ __device__ __forceinline__ void stage_activations_gmma(const ActivationRows& a, 
   const int gpr = kc / 16;  // 16-element groups per row; 4 per k64 block
   const int total = min(nrows, BN) * gpr;
   for (int i0 = threadIdx.x; i0 < total; i0 += kUnroll * kThreads) {
-    uint4 raw[kUnroll][2];  // fp4: .x/.y codes, .z scale byte; bf16: the 16 values
+    uint4 raw[kUnroll][2];  // the group's 16 values
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = i0 + u * kThreads;
       if (i < total) {
         const int r = i / gpr, b = i % gpr;
-        if (a.fp4) {
-          const int64_t row = row0 + r;
-          const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
-          raw[u][0] = make_uint4(q.x, q.y, a.scales[row * (a.K / 16) + (k0 / 16) + b], 0u);
-        } else {
-          const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
-          const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
-          raw[u][0] = src[0];
-          raw[u][1] = src[1];
-        }
+        const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
+        const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
+        raw[u][0] = src[0];
+        raw[u][1] = src[1];
       }
     }
 #pragma unroll
@@ -168,19 +162,10 @@ __device__ __forceinline__ void stage_activations_gmma(const ActivationRows& a, 
       const int i = i0 + u * kThreads;
       if (i < total) {
         const int r = i / gpr, b = i % gpr;
-        uint32_t w[8];
-        if (a.fp4) {
-          const uint32_t s2 = act_scale_pair(raw[u][0].z);
-#pragma unroll
-          for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? raw[u][0].x : raw[u][0].y, j % 4, s2);
-        } else {
-          w[0] = raw[u][0].x; w[1] = raw[u][0].y; w[2] = raw[u][0].z; w[3] = raw[u][0].w;
-          w[4] = raw[u][1].x; w[5] = raw[u][1].y; w[6] = raw[u][1].z; w[7] = raw[u][1].w;
-        }
         uint8_t* blk = smem + (b >> 2) * (BN * 128);
         const int kin = (b & 3) * 16;  // first K of the group inside its k64 block
-        *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, kin)) = make_uint4(w[0], w[1], w[2], w[3]);
-        *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, kin + 8)) = make_uint4(w[4], w[5], w[6], w[7]);
+        *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, kin)) = raw[u][0];
+        *reinterpret_cast<uint4*>(blk + sw128_k_offset(r, kin + 8)) = raw[u][1];
       }
     }
   }
