@@ -81,7 +81,7 @@ struct MoeGemmSm90Ws {
 
   // ---- producer: token tile -> shared buffers ----
   // FP4 rows: thread r keeps kRawStages - 1 blocks of its row in flight (cp.async), then decodes
-  // each into the GMMA buffer (the same act_code_pair values as every other stage).
+  // each into the GMMA buffer (prepared words: stage_fp4_row_gmma; the values of every other stage).
   __device__ static void produce_fp4(const ActivationRows& act, SharedStorage& smem, const ExpertTile& tile,
                                      Pipe& pipe) {
     using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
