@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libmoe12x.so here (nvcc + the CUTLASS wheel's headers) into build-dev/ and copies it to
-# .devbuild/libmoe12x.so, the library that scripts/device_build.sh installs on the GPU machine.
+# .devbuild/libmoe12x.so, the library that scripts/device_build.sh installs on the GPU machine,
+# and the bench/micro programs (sm_90a) next to it.
 #
 #   scripts/build_devlib.sh                                   # default archs (CMakeLists.txt)
 #   MOE12X_CUDA_ARCHITECTURES=90a-real scripts/build_devlib.sh   # H200 only: faster
@@ -24,5 +25,13 @@ cmake --build "$build"
 mkdir -p .devbuild
 cp -f "$build/libmoe12x.so" .devbuild/libmoe12x.so.tmp
 mv -f .devbuild/libmoe12x.so.tmp .devbuild/libmoe12x.so
+# the SM90 micro-benchmarks (bench/micro/), run by scripts/device_record.sh when present
+cutlass=$(grep -m1 '^MOE12X_CUTLASS_DIR' "$build/CMakeCache.txt" | cut -d= -f2 || true)
+if [[ -n $cutlass && -d $cutlass/include ]]; then
+  for prog in sm90_wgmma_rate sm90_ws_ladder; do
+    nvcc -std=c++17 -O3 -arch=sm_90a --expt-relaxed-constexpr -I"$cutlass/include" -Icpp \
+      "bench/micro/$prog.cu" -o ".devbuild/$prog"
+  done
+fi
 echo "build_devlib: .devbuild/libmoe12x.so ($(du -h .devbuild/libmoe12x.so | cut -f1)) in $(( $(date +%s) - t0 )) s," \
      "archs: $(grep -m1 '^MOE12X_CUDA_ARCHITECTURES' "$build/CMakeCache.txt" | cut -d= -f2)"
