@@ -8,12 +8,12 @@
 #include <cstdio>
 #include <utility>
 
-#include "micro_timing.cuh"
-
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
 #include <cute/tensor.hpp>
+
+#include "micro_timing.cuh"
 
 namespace GMMA = cute::SM90::GMMA;
 template <int N> struct Rs;

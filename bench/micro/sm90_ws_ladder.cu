@@ -4,7 +4,9 @@
 //   kDeq:   A dequantized per block from a shared-memory ring stage (Sm90WgmmaFp4Block)
 //   kBar:   a producer warpgroup hands 4 token buffers over full/empty mbarriers (+ proxy fence)
 //   kStore: the producer also writes each 16 KB token buffer (8 x STS.128 per thread)
-//   kDecode: ... decoded from FP4 token rows in a shared raw stage (act_code_pair, as the kernel)
+//   kDecode: ... decoded from FP4 token rows in a shared raw stage (stage_fp4_row_gmma, as the
+//           kernel; the session-5 results before v17 used act_code_pair)
+//   kNB:    token-tile width in n8 tiles (16 = 128 tokens)
 //   kLoads: weights (consumer ring, cp.async per 2-block stage) and FP4 token rows (producer,
 //           cp.async, 7 blocks ahead) come from global memory: every CTA streams its own 2 MB of
 //           weights (HBM, as a 256-row slab of a large expert) and one token tile (L2)
@@ -13,15 +15,13 @@
 //        bench/micro/sm90_ws_ladder.cu -o ws_ladder && ./ws_ladder
 #include <cstdio>
 
-#include "micro_timing.cuh"
-
+#include <cute/arch/copy_sm80.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
-#include <cute/arch/copy_sm80.hpp>
-
 #include "mainloop/activation_stage.cuh"
 #include "mainloop/sm90_wgmma_fp4.cuh"
+#include "micro_timing.cuh"
 
 using namespace moe12x;
 using ML = Sm90WgmmaFp4Block;
