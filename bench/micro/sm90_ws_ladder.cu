@@ -7,6 +7,7 @@
 //   kDecode: ... decoded from FP4 token rows in a shared raw stage (stage_fp4_row_gmma, as the
 //           kernel; the session-5 results before v17 used act_code_pair)
 //   kNB:    token-tile width in n8 tiles (16 = 128 tokens)
+//   kC:     consumer warpgroups of 128 weight rows (the kernel: 2); a block is 128 kC rows
 //   kLoads: weights (consumer ring, cp.async per 2-block stage) and FP4 token rows (producer,
 //           cp.async, 7 blocks ahead) come from global memory: every CTA streams its own 2 MB of
 //           weights (HBM, as a 256-row slab of a large expert) and one token tile (L2)
@@ -26,28 +27,34 @@
 using namespace moe12x;
 using ML = Sm90WgmmaFp4Block;
 using Barrier = cutlass::arch::ClusterBarrier;
-constexpr int kMaxRows = 128, kStages = 4, kBBytes = kMaxRows * 128;
+constexpr int kStages = 4, kRawStages = 8;
 
-constexpr int kRawStages = 8;
-struct RawStage {
-  uint4 codes[kMaxRows][2];
-  uint32_t scales[kMaxRows];
-};
+// Sized for the tile width (8 kNB token rows) and kC consumer warpgroups (4 ring stages per warp).
+template <int kC, int kNB>
 struct Smem {
+  static constexpr int kRows = 8 * kNB, kBBytes = kRows * 128;
+  struct RawStage {
+    uint4 codes[kRows][2];
+    uint32_t scales[kRows];
+  };
   RawStage raw[kRawStages];
   uint8_t b_raw[kStages * kBBytes + 1024];
-  ML::Stage ring[8 * 4];
+  ML::Stage ring[4 * kC * 4];
   alignas(8) uint64_t full[kStages];
   alignas(8) uint64_t empty[kStages];
+  __device__ uint8_t* bbuf(int i) {
+    return b_raw + ((1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(b_raw)) & 1023u)) & 1023u) + i * kBBytes;
+  }
 };
-__device__ uint8_t* bbuf(Smem& s, int i) {
-  return s.b_raw + ((1024u - (static_cast<uint32_t>(__cvta_generic_to_shared(s.b_raw)) & 1023u)) & 1023u) + i * kBBytes;
-}
+// setmaxnreg split of the launch's registers (65536 / threads, rounded down to 8): producer 40.
+constexpr int consumer_regs(int kC) { return kC == 2 ? 232 : kC == 3 ? 152 : 104; }
 
-template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16>
-__global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2>
+__global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
   using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
   using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
+  using Smem = ::Smem<kC, kNB>;
+  static_assert(sizeof(Smem) <= 227 * 1024, "one CTA per SM");
   extern __shared__ uint4 raw[];
   Smem& s = *reinterpret_cast<Smem*>(raw);
   for (int i = threadIdx.x; i < int(sizeof(Smem) / 4) - 2 * kStages * 2; i += blockDim.x)
@@ -55,20 +62,20 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
   if (threadIdx.x == 0)
     for (int i = 0; i < kStages; ++i) {
       Barrier::init(&s.full[i], 128);
-      Barrier::init(&s.empty[i], 256);
+      Barrier::init(&s.empty[i], 128 * kC);
     }
   cutlass::arch::fence_barrier_init();
   __syncthreads();
-  if (threadIdx.x >= 256) {  // producer
+  if (threadIdx.x >= 128 * kC) {  // producer
     cutlass::arch::warpgroup_reg_dealloc<40>();
     if (!kBar) return;
-    const int r = threadIdx.x - 256;
+    const int r = threadIdx.x - 128 * kC;
     int stage = 0;
     uint32_t phase = 0;
     for (int kb = 0; kb < blocks; ++kb) {
       if (kLoads) {  // rows r, r + 128 (< 8 kNB): block kb + 7 in flight, wait for block kb
         const int kn = kb + kRawStages - 1;
-        RawStage& st = s.raw[kn % kRawStages];
+        auto& st = s.raw[kn % kRawStages];
         for (int rr = r; rr < 8 * kNB; rr += 128) {
           const uint8_t* src = act + (int64_t(rr) * 4096 + (kn & 4095)) * 48;
           Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(&st.codes[rr][0]));
@@ -81,10 +88,10 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
       Barrier::wait(&s.empty[stage], phase ^ 1u);
       for (int rr = r; rr < 8 * kNB; rr += 128) {
         if (kDecode) {
-          const RawStage& st = s.raw[kb % kRawStages];
-          stage_fp4_row_gmma(st.codes[rr], st.scales[rr], rr, bbuf(s, stage));
+          const auto& st = s.raw[kb % kRawStages];
+          stage_fp4_row_gmma(st.codes[rr], st.scales[rr], rr, s.bbuf(stage));
         } else if (kStore) {
-          uint4* dst = reinterpret_cast<uint4*>(bbuf(s, stage) + rr * 128);
+          uint4* dst = reinterpret_cast<uint4*>(s.bbuf(stage) + rr * 128);
 #pragma unroll
           for (int c = 0; c < 8; ++c) dst[c ^ (rr & 7)] = make_uint4(kb, rr, c, 0x3c003c00u);
         }
@@ -95,7 +102,7 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
     }
     return;
   }
-  cutlass::arch::warpgroup_reg_alloc<232>();
+  cutlass::arch::warpgroup_reg_alloc<consumer_regs(kC)>();
   const int warp = threadIdx.x / 32;
   ML::Accum<kNB> acc;
   zero_acc(acc);
@@ -107,7 +114,7 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
   uint32_t phase = 0;
   // kLoads: ring of 4 stages x 2 blocks per warp (as the kernel), 3 in flight
   const int lane = threadIdx.x & 31;
-  const uint8_t* wsrc = wq + (int64_t(blockIdx.x) * 8 + warp) * (int64_t(1) << 18);  // 256 KB per warp
+  const uint8_t* wsrc = wq + (int64_t(blockIdx.x) * 4 * kC + warp) * (int64_t(1) << 18);  // 256 KB per warp
   auto issue = [&](int kb0) {
     ML::Stage& st = s.ring[warp * 4 + (kb0 / 2) % 4];
     for (int i = 0; i < 2; ++i)
@@ -129,7 +136,7 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
     }
     const ML::Stage& st = kLoads ? s.ring[warp * 4 + (kb / 2) % 4] : s.ring[warp];
     if (kBar) Barrier::wait(&s.full[stage], phase);
-    const uint8_t* b = bbuf(s, stage);
+    const uint8_t* b = s.bbuf(stage);
     if (kDeq) {
       ML::block_wgmma<kNB>(st, kb & 1, b, acc);  // the kernel's block: dequantize, 8 wgmma, commit
     } else {
@@ -159,16 +166,17 @@ __global__ void __launch_bounds__(384, 1) ladder_kernel(int blocks, float* sink,
 }
 
 
-template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16>
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2>
 int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
-  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB>;
-  const int smem = sizeof(Smem);
+  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC>;
+  const int smem = sizeof(Smem<kC, kNB>);
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int blocks = 4096;
   float best;
-  if (best_of([&](bool warm) { k<<<sms, 384, smem>>>(warm ? 64 : blocks, sink, wq, act); }, 5, &best)) return 1;
-  const double flop = 2.0 * sms * 256.0 * 8.0 * kNB * 64.0 * blocks;
-  printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block\n", name, flop / (best * 1e-3) / 1e12, best * 1e6 / blocks);
+  if (best_of([&](bool warm) { k<<<sms, 128 * (kC + 1), smem>>>(warm ? 64 : blocks, sink, wq, act); }, 5, &best)) return 1;
+  const double flop = 2.0 * sms * 128.0 * kC * 8.0 * kNB * 64.0 * blocks;
+  printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block  %6.0f ns per 256 rows\n", name, flop / (best * 1e-3) / 1e12,
+         best * 1e6 / blocks, best * 1e6 / blocks * 2 / kC);
   return 0;
 }
 
@@ -177,8 +185,8 @@ int main() {
   float* sink;
   if (micro_setup(&sms, &sink)) return 1;
   uint8_t *wq, *act;
-  CK(cudaMalloc(&wq, size_t(sms) * 8 << 18));
-  CK(cudaMemset(wq, 0x22, size_t(sms) * 8 << 18));
+  CK(cudaMalloc(&wq, size_t(sms) * 16 << 18));
+  CK(cudaMemset(wq, 0x22, size_t(sms) * 16 << 18));
   CK(cudaMalloc(&act, 128 * 4096 * 48));
   CK(cudaMemset(act, 0x33, 128 * 4096 * 48));
   int rc = 0;
@@ -193,5 +201,16 @@ int main() {
   rc |= run<true, true, false, true, true, 2>("the kernel, 16 tokens", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 4>("the kernel, 32 tokens", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 8>("the kernel, 64 tokens", sms, sink, wq, act);
+  // narrow tiles with more consumer warpgroups (more warps to hide the per-block latency chain)
+  rc |= run<false, false, false, false, false, 4>("wgmma only, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, false, false, false, false, 4>("+ dequantization, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, false, 4>("+ handshake, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, true, false, 4>("+ FP4 decode, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 2, 3>("the kernel, 16 tokens, 3 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 4, 3>("the kernel, 32 tokens, 3 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 8, 3>("the kernel, 64 tokens, 3 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 2, 4>("the kernel, 16 tokens, 4 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 4, 4>("the kernel, 32 tokens, 4 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 8, 4>("the kernel, 64 tokens, 4 consumer WGs", sms, sink, wq, act);
   return rc;
 }

@@ -38,10 +38,11 @@ inline int choose_grouped_block_n(int64_t pairs, int e_local) {
 }
 
 // SM90: the warp-specialized wgmma kernel (128-token tiles, 256-row items) where it measured
-// faster than the mma.sync kernel on an H200 (bench/NOTES.md v12): FP4 activations (its bf16
-// token stage is a plain synchronous copy, not yet pipelined) and >= 64 routed rows per expert.
+// faster than the mma.sync kernel on an H200 (bench/NOTES.md v12, v18): FP4 activations (its bf16
+// token stage is a plain synchronous copy, not yet pipelined) and >= 32 routed rows per expert
+// (at 32: 1.2-1.3x the mma.sync kernel; at 16: 0.85-0.9x).
 inline bool choose_sm90_wgmma(int64_t pairs, int e_local, bool act_fp4) {
-  return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 64;
+  return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 32;
 }
 
 // Static schedule: the smallest width that covers the mean routed rows per active expert, capped

@@ -28,7 +28,7 @@ struct MoeGemmSm90Ws {
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kItemRows = 128 * kConsumers;
   static constexpr int kBStages = 4;
-  static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of <= 128 tokens
+  static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of 128 tokens, or 128 / n of n
   static constexpr int kRawStages = 8;                        // FP4 token blocks in flight
   using Barrier = cutlass::arch::ClusterBarrier;
 
@@ -46,7 +46,7 @@ struct MoeGemmSm90Ws {
     alignas(8) uint64_t full[kBStages];
     alignas(8) uint64_t empty[kBStages];
   };
-  static_assert(8 * ML::kMaxNB <= 128, "producer thread r owns token row r: tiles of <= 128 rows");
+  static_assert(8 * ML::kMaxNB == 128, "the 128 producer threads own the (row, block) pairs of a token buffer");
   static_assert(sizeof(SharedStorage) <= 227 * 1024, "one CTA per SM must fit SM90's 227 KB of shared memory");
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
@@ -69,46 +69,59 @@ struct MoeGemmSm90Ws {
   };
 
   // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates.
+  __device__ static int tile_nb(int nrows) {
+    const int nb = (nrows + 7) / 8;
+    return nb <= 1 ? 1 : nb <= 2 ? 2 : nb <= 4 ? 4 : nb <= 8 ? 8 : 16;
+  }
   template <class F>
   __device__ static void with_nb(int nrows, F&& f) {
-    const int nb = (nrows + 7) / 8;
-    if (nb <= 1) f(std::integral_constant<int, 1>{});
-    else if (nb <= 2) f(std::integral_constant<int, 2>{});
-    else if (nb <= 4) f(std::integral_constant<int, 4>{});
-    else if (nb <= 8) f(std::integral_constant<int, 8>{});
-    else f(std::integral_constant<int, 16>{});
+    switch (tile_nb(nrows)) {
+      case 1: return f(std::integral_constant<int, 1>{});
+      case 2: return f(std::integral_constant<int, 2>{});
+      case 4: return f(std::integral_constant<int, 4>{});
+      case 8: return f(std::integral_constant<int, 8>{});
+      default: return f(std::integral_constant<int, 16>{});
+    }
   }
+  // A token buffer holds kMaxNB / nb k64 blocks of a narrower tile: one full/empty handshake per
+  // buffer instead of per block, and all 128 producer threads decode (row, block) pairs. Measured
+  // in bench/micro/sm90_ws_ladder.cu: at 32 tokens the per-block handshake and a 32-thread decode
+  // cost ~190 of ~630 ns per block.
+  __device__ static int blocks_per_buffer(int nb) { return ML::kMaxNB / nb; }
 
   // ---- producer: token tile -> shared buffers ----
-  // FP4 rows: thread r keeps kRawStages - 1 blocks of its row in flight (cp.async), then decodes
-  // each into the GMMA buffer (prepared words: stage_fp4_row_gmma; the values of every other stage).
+  // FP4 rows: producer thread t owns (row t % rows, block t / rows) of every buffer (rows = 8 nb,
+  // a buffer holds 128 / rows blocks) and keeps kRawStages - 1 buffers of it in flight (cp.async),
+  // then decodes each into the GMMA buffer (prepared words: stage_fp4_row_gmma).
   __device__ static void produce_fp4(const ActivationRows& act, SharedStorage& smem, const ExpertTile& tile,
                                      Pipe& pipe) {
     using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
     using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
-    const int r = threadIdx.x;  // producer thread = token row of the tile
-    const int kblocks = act.K / kKBlock;
-    const bool active = r < tile.nrows;
-    const uint8_t* csrc = act.codes + int64_t(tile.row0 + (active ? r : 0)) * (act.K / 2);
-    const uint8_t* ssrc = act.scales + int64_t(tile.row0 + (active ? r : 0)) * (act.K / 16);
-    auto issue = [&](int kb) {
-      if (active && kb < kblocks) {
-        RawStage& st = smem.raw[kb % kRawStages];
-        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + kb * 32), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][0]));
-        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + kb * 32 + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[r][1]));
-        Copy4::copy(*reinterpret_cast<const uint32_t*>(ssrc + kb * 4), st.scales[r]);
+    const int nb = tile_nb(tile.nrows), per = blocks_per_buffer(nb);
+    const int r = threadIdx.x & (8 * nb - 1), j = threadIdx.x / (8 * nb);  // row, block in the buffer
+    const int kblocks = act.K / kKBlock, nbuf = (kblocks + per - 1) / per;
+    const bool row_ok = r < tile.nrows;
+    const uint8_t* csrc = act.codes + int64_t(tile.row0 + (row_ok ? r : 0)) * (act.K / 2) + j * 32;
+    const uint8_t* ssrc = act.scales + int64_t(tile.row0 + (row_ok ? r : 0)) * (act.K / 16) + j * 4;
+    auto issue = [&](int buf) {
+      if (row_ok && buf * per + j < kblocks) {
+        RawStage& st = smem.raw[buf % kRawStages];
+        const int off = buf * per;  // blocks
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + off * 32), *reinterpret_cast<cute::uint128_t*>(&st.codes[threadIdx.x][0]));
+        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + off * 32 + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[threadIdx.x][1]));
+        Copy4::copy(*reinterpret_cast<const uint32_t*>(ssrc + off * 4), st.scales[threadIdx.x]);
       }
       cute::cp_async_fence();  // empty groups keep the count uniform
     };
 #pragma unroll 1
     for (int i = 0; i < kRawStages - 1; ++i) issue(i);
-    for (int kb = 0; kb < kblocks; ++kb) {
-      issue(kb + kRawStages - 1);
-      cute::cp_async_wait<kRawStages - 1>();  // this thread's copies of block kb have landed
+    for (int buf = 0; buf < nbuf; ++buf) {
+      issue(buf + kRawStages - 1);
+      cute::cp_async_wait<kRawStages - 1>();  // this thread's copies of buffer buf have landed
       Barrier::wait(&smem.empty[pipe.stage], pipe.phase ^ 1u);  // fresh barriers pass at parity 1
-      if (active) {
-        const RawStage& st = smem.raw[kb % kRawStages];
-        stage_fp4_row_gmma(st.codes[r], st.scales[r], r, b_buffer(smem, pipe.stage));
+      if (row_ok && buf * per + j < kblocks) {
+        const RawStage& st = smem.raw[buf % kRawStages];
+        stage_fp4_row_gmma(st.codes[threadIdx.x], st.scales[threadIdx.x], r, b_buffer(smem, pipe.stage) + j * nb * 1024);
       }
       cutlass::arch::fence_view_async_shared();  // generic-proxy stores -> visible to wgmma
       Barrier::arrive(&smem.full[pipe.stage]);
@@ -123,10 +136,11 @@ struct MoeGemmSm90Ws {
     const int kblocks = act.K / kKBlock;
     with_nb(tile.nrows, [&](auto nbc) {
       constexpr int NB = decltype(nbc)::value;
-      for (int kb = 0; kb < kblocks; ++kb) {
+      const int per = blocks_per_buffer(NB);
+      for (int kb = 0; kb < kblocks; kb += per) {
         Barrier::wait(&smem.empty[pipe.stage], pipe.phase ^ 1u);  // fresh barriers pass at parity 1
-        stage_activations_gmma<8 * NB, 128, 1>(act, tile.row0, tile.nrows, kb * kKBlock, kKBlock,
-                                            b_buffer(smem, pipe.stage));
+        stage_activations_gmma<8 * NB, 128, 1>(act, tile.row0, tile.nrows, kb * kKBlock,
+                                               min(per, kblocks - kb) * kKBlock, b_buffer(smem, pipe.stage));
         cutlass::arch::fence_view_async_shared();  // generic-proxy stores -> visible to wgmma
         Barrier::arrive(&smem.full[pipe.stage]);
         pipe.advance();
@@ -140,7 +154,7 @@ struct MoeGemmSm90Ws {
                                     const uint8_t* codes, const uint8_t* scales, int K, int row0,
                                     int mtiles, int cwarp, Pipe& pipe) {
     using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
-    constexpr int kStages = ML::kStages, kStageBlocks = ML::kStageBlocks, kMTiles = ML::kMTiles;
+    constexpr int kStages = ML::kStages, kStageBlocks = ML::kStageBlocks, kMTiles = ML::kMTiles, kMaxNB = ML::kMaxNB;
     const int lane = threadIdx.x & 31, t = lane & 3;
     const int kblocks = K / kKBlock;
     typename ML::Stage* ring = smem.ring[cwarp];
@@ -174,7 +188,8 @@ struct MoeGemmSm90Ws {
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) issue(i * kStageBlocks, i);
 
-    int slot = 0;
+    int slot = 0, sub = 0;  // sub: block inside the current token buffer
+    constexpr int kPer = kMaxNB / NB;
     for (int kb = 0; kb < kblocks; kb += kStageBlocks) {
       cute::cp_async_wait<kStages - 2>();
       __syncwarp();
@@ -184,12 +199,15 @@ struct MoeGemmSm90Ws {
 #pragma unroll
       for (int i = 0; i < kStageBlocks; ++i) {
         if (kb + i < kblocks) {  // uniform over the warpgroup
-          Barrier::wait(&smem.full[pipe.stage], pipe.phase);
-          ML::template block_wgmma<NB>(st, i, b_buffer(smem, pipe.stage), acc);
+          if (sub == 0) Barrier::wait(&smem.full[pipe.stage], pipe.phase);
+          ML::template block_wgmma<NB>(st, i, b_buffer(smem, pipe.stage) + sub * NB * 1024, acc);
           cute::warpgroup_wait<0>();
           ML::template warpgroup_fence_acc<NB>(acc);
-          Barrier::arrive(&smem.empty[pipe.stage]);
-          pipe.advance();
+          if (++sub == kPer || kb + i + 1 == kblocks) {  // the producer's buffer boundaries
+            Barrier::arrive(&smem.empty[pipe.stage]);
+            pipe.advance();
+            sub = 0;
+          }
         }
       }
     }
