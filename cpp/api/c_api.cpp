@@ -320,7 +320,8 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.sm90_wgmma = !static_schedule && guard.cc_major == 9 &&
                  (wgmma_mode < 0 ? choose_sm90_wgmma(T * config->top_k, config->num_local_experts, fp4)
                                  : wgmma_mode == 1);
-  if (p.sm90_wgmma && p.block_n == 64) p.block_n = 128;  // its 128-token tiles (workspace sized for 8)
+  if (p.sm90_wgmma && p.block_n == 64)  // its 64- or 128-token tiles (workspace sized for 8)
+    p.block_n = sm90_wgmma_block_n(T * config->top_k, config->num_local_experts);
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   p.x = static_cast<const uint16_t*>(in->x);

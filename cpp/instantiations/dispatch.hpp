@@ -17,8 +17,12 @@ template <int kMaxNB>
 cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 #ifdef MOE12X_HAS_SM90_WGMMA
-// Warp-specialized wgmma kernel (gemm_sm90_wgmma.cu, kernel/moe_gemm_sm90_ws.cuh): tiles up to 128 rows.
+// Warp-specialized wgmma kernel (kernel/moe_gemm_sm90_ws.cuh): kTileNB = 16, tiles up to 128 rows,
+// two consumer warpgroups (gemm_sm90_wgmma.cu); 8, tiles up to 64 rows, three consumer warpgroups
+// (gemm_sm90_wgmma_narrow.cu).
+template <int kTileNB>
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
+template <int kTileNB>
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 #endif
 
@@ -43,6 +47,11 @@ inline int choose_grouped_block_n(int64_t pairs, int e_local) {
 // (at 32: 1.2-1.3x the mma.sync kernel; at 16: 0.85-0.9x).
 inline bool choose_sm90_wgmma(int64_t pairs, int e_local, bool act_fp4) {
   return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 32;
+}
+// Its tile width: 128 from a mean of 64 routed rows per expert, else 64 and the three-warpgroup
+// kernel (an expert with more rows takes a second tile; bench/NOTES.md v19: +5-12 % at 32-48).
+inline int sm90_wgmma_block_n(int64_t pairs, int e_local) {
+  return mean_rows_per_active_expert(pairs, e_local) >= 64 ? 128 : 64;
 }
 
 // Static schedule: the smallest width that covers the mean routed rows per active expert, capped

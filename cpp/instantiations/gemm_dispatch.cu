@@ -11,14 +11,16 @@ cudaError_t launch_static(const MoeParams& p, cudaStream_t stream) {
 }
 cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
 #ifdef MOE12X_HAS_SM90_WGMMA
-  if (p.sm90_wgmma) return launch_fc1_sm90_wgmma(p, stream);  // chosen in c_api.cpp (choose_sm90_wgmma)
+  if (p.sm90_wgmma)  // chosen in c_api.cpp (choose_sm90_wgmma, sm90_wgmma_block_n)
+    return p.block_n <= 64 ? launch_fc1_sm90_wgmma<8>(p, stream) : launch_fc1_sm90_wgmma<16>(p, stream);
 #endif
   return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc1_nb<4>(p, stream) : launch_fc1_nb<8>(p, stream);
 }
 cudaError_t launch_fc2(const MoeParams& p, cudaStream_t stream) {
 #ifdef MOE12X_HAS_SM90_WGMMA
-  if (p.sm90_wgmma) return launch_fc2_sm90_wgmma(p, stream);
+  if (p.sm90_wgmma)
+    return p.block_n <= 64 ? launch_fc2_sm90_wgmma<8>(p, stream) : launch_fc2_sm90_wgmma<16>(p, stream);
 #endif
   return p.block_n <= 16 ? launch_fc2_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc2_nb<4>(p, stream) : launch_fc2_nb<8>(p, stream);

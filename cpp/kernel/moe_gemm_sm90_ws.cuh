@@ -20,11 +20,19 @@
 
 namespace moe12x {
 
-template <Gemm kWhich, class Epilogue>
+// kConsumers_ = 2: items of 256 rows, token tiles of <= 128. 3: items of 384 rows, tiles of <= 64
+// tokens (152 consumer registers: no room for a 128-wide accumulator), more warps to hide the
+// narrow tiles' latency (bench/micro/sm90_ws_ladder.cu).
+template <Gemm kWhich, class Epilogue, int kConsumers_ = 2>
 struct MoeGemmSm90Ws {
   using ML = Sm90WgmmaFp4Block;
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
-  static constexpr int kConsumers = 2;                       // warpgroups of 128 weight rows
+  static constexpr int kConsumers = kConsumers_;             // warpgroups of 128 weight rows
+  static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
+  static constexpr int kTileNB = kConsumers == 2 ? 16 : 8;
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 232 : 152;
+  static_assert(128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "setmaxnreg split fits the register file");
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kItemRows = 128 * kConsumers;
   static constexpr int kBStages = 4;
@@ -71,7 +79,7 @@ struct MoeGemmSm90Ws {
   // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates.
   __device__ static int tile_nb(int nrows) {
     const int nb = (nrows + 7) / 8;
-    return nb <= 1 ? 1 : nb <= 2 ? 2 : nb <= 4 ? 4 : nb <= 8 ? 8 : 16;
+    return nb <= 1 ? 1 : nb <= 2 ? 2 : nb <= 4 ? 4 : nb <= 8 || kTileNB == 8 ? 8 : 16;
   }
   template <class F>
   __device__ static void with_nb(int nrows, F&& f) {
@@ -80,7 +88,7 @@ struct MoeGemmSm90Ws {
       case 2: return f(std::integral_constant<int, 2>{});
       case 4: return f(std::integral_constant<int, 4>{});
       case 8: return f(std::integral_constant<int, 8>{});
-      default: return f(std::integral_constant<int, 16>{});
+      default: return f(std::integral_constant<int, kTileNB>{});
     }
   }
   // A token buffer holds kMaxNB / nb k64 blocks of a narrower tile: one full/empty handshake per
@@ -248,12 +256,12 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
   __syncthreads();
   typename G::Pipe pipe;
   if (threadIdx.x < 128) {
-    cutlass::arch::warpgroup_reg_dealloc<40>();
+    cutlass::arch::warpgroup_reg_dealloc<G::kProducerRegs>();
     pdl_wait();  // the activations come from the previous kernel
     pdl_trigger();
     for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, smem, s.tile(), pipe);
   } else {
-    cutlass::arch::warpgroup_reg_alloc<232>();
+    cutlass::arch::warpgroup_reg_alloc<G::kConsumerRegs>();
     pdl_wait();  // epilogue writes (pdl.cuh: every thread waits before it exits)
     pdl_trigger();
     for (GridTileScheduler s(p); s.valid(); s.advance()) G::consume(p, smem, s.tile(), blockIdx.x, pipe);
