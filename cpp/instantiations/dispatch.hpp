@@ -41,12 +41,12 @@ inline int choose_grouped_block_n(int64_t pairs, int e_local) {
   return mean <= 8 ? 16 : mean <= 16 ? 32 : 64;
 }
 
-// SM90: the warp-specialized wgmma kernel (128-token tiles, 256-row items) where it measured
-// faster than the mma.sync kernel on an H200 (bench/NOTES.md v12, v18): FP4 activations (its bf16
-// token stage is a plain synchronous copy, not yet pipelined) and >= 32 routed rows per expert
-// (at 32: 1.2-1.3x the mma.sync kernel; at 16: 0.85-0.9x).
+// SM90: the warp-specialized wgmma kernels (tiles of <= 128 rows, 256-row items; <= 64 rows,
+// 384-row items) where they measured faster than the mma.sync kernels on an H200 (bench/NOTES.md
+// v12, v18, v19): FP4 activations (their bf16 token stage is a plain synchronous copy, not yet
+// pipelined) and >= 16 routed rows per expert (v19 at 16: 1.05x the mma.sync kernel; at 24: 1.25-1.3x).
 inline bool choose_sm90_wgmma(int64_t pairs, int e_local, bool act_fp4) {
-  return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 32;
+  return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 16;
 }
 // Its tile width: 128 from a mean of 64 routed rows per expert, else 64 and the three-warpgroup
 // kernel (an expert with more rows takes a second tile; bench/NOTES.md v19: +5-12 % at 32-48).
