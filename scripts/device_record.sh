@@ -22,5 +22,5 @@ fi
 for prog in sm90_wgmma_rate sm90_ws_ladder; do  # built by scripts/build_devlib.sh
   [[ -x .devbuild/$prog ]] && timeout 30 ./.devbuild/$prog > "$R/$tag-$prog.txt" 2>&1 && tail -3 "$R/$tag-$prog.txt"
 done
-DEV_TIMEOUT=60 MOE12X_SM90_WGMMA=1 dev_bench $tag-forced-ws --prefill --T 512,1024 --shapes gpt-oss-120b,deepseek-v3 | tail -4
+DEV_TIMEOUT=60 MOE12X_SM90_WGMMA=1 dev_bench $tag-forced-ws --prefill --T 512,768,1024 --shapes gpt-oss-120b,deepseek-v3 | tail -4
 tar czf "$O/$tag-run.tgz" -C "$R" . && ls "$O"
