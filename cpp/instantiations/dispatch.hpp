@@ -17,12 +17,11 @@ template <int kMaxNB>
 cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 #ifdef MOE12X_HAS_SM90_WGMMA
-// Warp-specialized wgmma kernel (kernel/moe_gemm_sm90_ws.cuh): kTileNB = 16, tiles up to 128 rows,
-// two consumer warpgroups (gemm_sm90_wgmma.cu); 8, tiles up to 64 rows, three consumer warpgroups
-// (gemm_sm90_wgmma_narrow.cu).
-template <int kTileNB>
+// Warp-specialized wgmma kernel (kernel/moe_gemm_sm90_ws.cuh) with 2 consumer warpgroups, tiles of
+// up to 128 rows (gemm_sm90_wgmma.cu), or 3, tiles of up to 64 rows (gemm_sm90_wgmma_narrow.cu).
+template <int kConsumers>
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
-template <int kTileNB>
+template <int kConsumers>
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 #endif
 

@@ -12,7 +12,7 @@ cudaError_t launch_static(const MoeParams& p, cudaStream_t stream) {
 cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
 #ifdef MOE12X_HAS_SM90_WGMMA
   if (p.sm90_wgmma)  // chosen in c_api.cpp (choose_sm90_wgmma, sm90_wgmma_block_n)
-    return p.block_n <= 64 ? launch_fc1_sm90_wgmma<8>(p, stream) : launch_fc1_sm90_wgmma<16>(p, stream);
+    return p.block_n <= 64 ? launch_fc1_sm90_wgmma<3>(p, stream) : launch_fc1_sm90_wgmma<2>(p, stream);
 #endif
   return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc1_nb<4>(p, stream) : launch_fc1_nb<8>(p, stream);
@@ -20,7 +20,7 @@ cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
 cudaError_t launch_fc2(const MoeParams& p, cudaStream_t stream) {
 #ifdef MOE12X_HAS_SM90_WGMMA
   if (p.sm90_wgmma)
-    return p.block_n <= 64 ? launch_fc2_sm90_wgmma<8>(p, stream) : launch_fc2_sm90_wgmma<16>(p, stream);
+    return p.block_n <= 64 ? launch_fc2_sm90_wgmma<3>(p, stream) : launch_fc2_sm90_wgmma<2>(p, stream);
 #endif
   return p.block_n <= 16 ? launch_fc2_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc2_nb<4>(p, stream) : launch_fc2_nb<8>(p, stream);

@@ -6,6 +6,6 @@
 #include "instantiations/gemm_sm90_wgmma.cuh"
 
 namespace moe12x {
-template cudaError_t launch_fc1_sm90_wgmma<16>(const MoeParams& p, cudaStream_t stream);
-template cudaError_t launch_fc2_sm90_wgmma<16>(const MoeParams& p, cudaStream_t stream);
+template cudaError_t launch_fc1_sm90_wgmma<2>(const MoeParams& p, cudaStream_t stream);
+template cudaError_t launch_fc2_sm90_wgmma<2>(const MoeParams& p, cudaStream_t stream);
 }  // namespace moe12x

@@ -7,13 +7,12 @@
 #include "kernel/moe_gemm_sm90_ws.cuh"
 
 namespace moe12x {
-// kTileNB 16: two consumer warpgroups, tiles of <= 128 tokens; 8: three, tiles of <= 64.
-template <int kTileNB>
+template <int kConsumers>
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream) {
-  return launch_moe_gemm_sm90_ws<MoeGemmSm90Ws<Gemm::kFc1, Fc1SwigluQuantEpilogue, kTileNB == 16 ? 2 : 3>>(p, stream);
+  return launch_moe_gemm_sm90_ws<MoeGemmSm90Ws<Gemm::kFc1, Fc1SwigluQuantEpilogue, kConsumers>>(p, stream);
 }
-template <int kTileNB>
+template <int kConsumers>
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream) {
-  return launch_moe_gemm_sm90_ws<MoeGemmSm90Ws<Gemm::kFc2, Fc2WeightedStoreEpilogue, kTileNB == 16 ? 2 : 3>>(p, stream);
+  return launch_moe_gemm_sm90_ws<MoeGemmSm90Ws<Gemm::kFc2, Fc2WeightedStoreEpilogue, kConsumers>>(p, stream);
 }
 }  // namespace moe12x
