@@ -7,7 +7,9 @@
 //   kDecode: ... decoded from FP4 token rows in a shared raw stage (stage_fp4_row_gmma, as the
 //           kernel; the session-5 results before v17 used act_code_pair)
 //   kNB:    token-tile width in n8 tiles (16 = 128 tokens)
-//   kC:     consumer warpgroups of 128 weight rows (the kernel: 2); a block is 128 kC rows
+//   kC:     consumer warpgroups (the kernel: 2); a block is 64 kMT kC rows
+//   kMT:    m64 tiles per consumer warpgroup (the kernel: 2, 32 rows per warp; 1: 16 rows per warp,
+//           half the accumulator, so four warpgroups fit a 128-token tile)
 //   kLoads: weights (consumer ring, cp.async per 2-block stage) and FP4 token rows (producer,
 //           cp.async, 7 blocks ahead) come from global memory: every CTA streams its own 2 MB of
 //           weights (HBM, as a 256-row slab of a large expert) and one token tile (L2)
@@ -49,7 +51,8 @@ struct Smem {
 // setmaxnreg split of the launch's registers (65536 / threads, rounded down to 8): producer 40.
 constexpr int consumer_regs(int kC) { return kC == 2 ? 232 : kC == 3 ? 152 : 104; }
 
-template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2>
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2,
+          int kMT = 2>
 __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
   using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
   using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
@@ -104,9 +107,18 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
   }
   cutlass::arch::warpgroup_reg_alloc<consumer_regs(kC)>();
   const int warp = threadIdx.x / 32;
-  ML::Accum<kNB> acc;
+  ML::Accum<kNB> acc;  // kMT = 1 uses acc[0] only
   zero_acc(acc);
-  ML::warpgroup_fence_acc<kNB>(acc);
+  auto fence = [&] {
+    if constexpr (kMT == 2) return ML::warpgroup_fence_acc<kNB>(acc);
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int nb = 0; nb < kNB; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(acc[mt][nb][i]);
+  };
+  fence();
   uint32_t a[2][4];
   for (int mt = 0; mt < 2; ++mt)
     for (int i = 0; i < 4; ++i) a[mt][i] = 0x3c003c00u + threadIdx.x;
@@ -118,7 +130,7 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
   auto issue = [&](int kb0) {
     ML::Stage& st = s.ring[warp * 4 + (kb0 / 2) % 4];
     for (int i = 0; i < 2; ++i)
-      for (int mt = 0; mt < 2; ++mt)
+      for (int mt = 0; mt < kMT; ++mt)
         Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(wsrc + ((int64_t(kb0 + i) * 2 + mt) * 512 & ((1 << 18) - 1)) + lane * 16),
                      *reinterpret_cast<cute::uint128_t*>(&st.q[i][mt][lane]));
     if (lane < 16)
@@ -137,46 +149,55 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
     const ML::Stage& st = kLoads ? s.ring[warp * 4 + (kb / 2) % 4] : s.ring[warp];
     if (kBar) Barrier::wait(&s.full[stage], phase);
     const uint8_t* b = s.bbuf(stage);
-    if (kDeq) {
+    if (kDeq && kMT == 2) {
       ML::block_wgmma<kNB>(st, kb & 1, b, acc);  // the kernel's block: dequantize, 8 wgmma, commit
+    } else if (kDeq) {
+      ML::TileA t;
+      ML::dequant_tile(st, kb & 1, 0, t);
+      fence();
+      cute::warpgroup_arrive();
+      ML::issue_tile<kNB>(t, b, acc[0]);
+      cute::warpgroup_commit_batch();
     } else {
-      ML::warpgroup_fence_acc<kNB>(acc);
+      fence();
       cute::warpgroup_arrive();
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < kMT; ++mt)
           sm90_detail::wgmma_rs<kNB>(a[mt], sm90_detail::step_desc<kNB>(b, j), acc[mt],
                                      std::make_integer_sequence<int, 4 * kNB>{});
       cute::warpgroup_commit_batch();
     }
     cute::warpgroup_wait<0>();
-    ML::warpgroup_fence_acc<kNB>(acc);
+    fence();
     if (kBar) Barrier::arrive(&s.empty[stage]);
     a[0][0] += 1u;  // the next block's A (as a dequantization would write)
     if (++stage == kStages) { stage = 0; phase ^= 1u; }
   }
   cute::warpgroup_wait<0>();
-  ML::warpgroup_fence_acc<kNB>(acc);
+  fence();
   float sum = 0.f;
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < kMT; ++mt)
     for (int nb = 0; nb < kNB; ++nb)
       for (int i = 0; i < 4; ++i) sum += acc[mt][nb][i];
   if (sum == 1234.5f) sink[threadIdx.x] = sum;
 }
 
 
-template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2>
+template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2,
+          int kMT = 2>
 int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
-  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC>;
+  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC, kMT>;
   const int smem = sizeof(Smem<kC, kNB>);
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int blocks = 4096;
   float best;
   if (best_of([&](bool warm) { k<<<sms, 128 * (kC + 1), smem>>>(warm ? 64 : blocks, sink, wq, act); }, 5, &best)) return 1;
-  const double flop = 2.0 * sms * 128.0 * kC * 8.0 * kNB * 64.0 * blocks;
+  const int rows = 64 * kMT * kC;  // weight rows per block
+  const double flop = 2.0 * sms * rows * 8.0 * kNB * 64.0 * blocks;
   printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block  %6.0f ns per 256 rows\n", name, flop / (best * 1e-3) / 1e12,
-         best * 1e6 / blocks, best * 1e6 / blocks * 2 / kC);
+         best * 1e6 / blocks, best * 1e6 / blocks * 256 / rows);
   return 0;
 }
 
@@ -212,5 +233,10 @@ int main() {
   rc |= run<true, true, false, true, true, 2, 4>("the kernel, 16 tokens, 4 consumer WGs", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 4, 4>("the kernel, 32 tokens, 4 consumer WGs", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 8, 4>("the kernel, 64 tokens, 4 consumer WGs", sms, sink, wq, act);
+  // four consumer warpgroups of 64 rows (16 per warp): a 256-row block with twice the warps and
+  // half the accumulator per thread. At 128 tokens it does not fit (104 registers: ptxas C7512
+  // serializes the wgmma), so only the narrower tiles.
+  rc |= run<true, true, false, true, true, 8, 4, 1>("the kernel, 64 tokens, 4 WGs x 64 rows", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 4, 4, 1>("the kernel, 32 tokens, 4 WGs x 64 rows", sms, sink, wq, act);
   return rc;
 }

@@ -77,23 +77,42 @@ struct Sm90WgmmaFp4Block {
         for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(acc[mt][nb][i]);
   }
 
-  // One k64 block: 4 k16 steps x 2 wgmma m64 tiles. bblk: the block's staged tokens (GMMA order;
-  // k16 step j's descriptor starts 32 B later, tests/host/wgmma_layout_test.cu).
+  // One m64 tile's A operand for the 4 k16 steps of block i of a ring stage: [k16 step][register].
+  using TileA = uint32_t[4][4];
+  __device__ static void dequant_tile(const Stage& st, int i, int mt, TileA& a) {
+    const int lane = threadIdx.x & 31, g = lane >> 2;
+    const uint4 q = st.q[i][mt][lane];
+    const uint2 s = reinterpret_cast<const uint2*>(st.s[i][mt])[g];
+    const uint2 sg = scale_halves(s.x), sg8 = scale_halves(s.y);
+    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int jp = j >> 1, jj = j & 1;
+      dequant_a_frag(words[j], dup_half(jj ? sg.y : sg.x, jp), dup_half(jj ? sg8.y : sg8.x, jp), a[j]);
+    }
+  }
+  // The 4 k16 steps of one m64 tile (no fence, arrive or commit: the caller groups them).
+  template <int NB>
+  __device__ static void issue_tile(const TileA& a, const uint8_t* bblk, float (&acc)[NB][4]) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      sm90_detail::wgmma_rs<NB>(a[j], sm90_detail::step_desc<NB>(bblk, j), acc,
+                                std::make_integer_sequence<int, 4 * NB>{});
+  }
+
+  // One k64 block: 4 k16 steps x 2 wgmma m64 tiles, one commit group. bblk: the block's staged
+  // tokens (GMMA order; k16 step j's descriptor starts 32 B later, tests/host/wgmma_layout_test.cu).
   template <int NB>
   __device__ static void block_wgmma(const Stage& st, int i, const uint8_t* bblk, Accum<NB>& acc) {
-    const int lane = threadIdx.x & 31, g = lane >> 2;
-    uint32_t a[4][kMTiles][4];
+    uint32_t a[4][kMTiles][4];  // k16 step-major (a tile-major array made ptxas serialize the wgmma)
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
-      const uint4 q = st.q[i][mt][lane];
-      const uint2 s = reinterpret_cast<const uint2*>(st.s[i][mt])[g];
-      const uint2 sg = scale_halves(s.x), sg8 = scale_halves(s.y);
-      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+      TileA t;
+      dequant_tile(st, i, mt, t);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int jp = j >> 1, jj = j & 1;
-        dequant_a_frag(words[j], dup_half(jj ? sg.y : sg.x, jp), dup_half(jj ? sg8.y : sg8.x, jp), a[j][mt]);
-      }
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) a[j][mt][r] = t[j][r];
     }
     warpgroup_fence_acc<NB>(acc);
     cute::warpgroup_arrive();
