@@ -8,6 +8,9 @@
 //           kernel; the session-5 results before v17 used act_code_pair)
 //   kNB:    token-tile width in n8 tiles (16 = 128 tokens)
 //   kC:     consumer warpgroups (the kernel: 2); a block is 64 kMT kC rows
+//   kX:     extra n8 tiles of a second accumulator fed by the same dequantized A (an expert's
+//           remainder rows riding on a full tile: 128 + 8 kX tokens per weight block); their token
+//           rows are staged right after the main block's in each buffer
 //   kMT:    m64 tiles per consumer warpgroup (the kernel: 2, 32 rows per warp; 1: 16 rows per warp,
 //           half the accumulator, so four warpgroups fit a 128-token tile)
 //   kLoads: weights (consumer ring, cp.async per 2-block stage) and FP4 token rows (producer,
@@ -52,11 +55,12 @@ struct Smem {
 constexpr int consumer_regs(int kC) { return kC == 2 ? 232 : kC == 3 ? 152 : 104; }
 
 template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2,
-          int kMT = 2>
+          int kMT = 2, int kX = 0>
 __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
   using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
   using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
-  using Smem = ::Smem<kC, kNB>;
+  using Smem = ::Smem<kC, kNB + kX>;
+  static_assert(kX == 0 || (kDeq && kMT == 2 && !kStore), "the extra accumulator rides on the dequantized 2-tile block");
   static_assert(sizeof(Smem) <= 227 * 1024, "one CTA per SM");
   extern __shared__ uint4 raw[];
   Smem& s = *reinterpret_cast<Smem*>(raw);
@@ -76,10 +80,10 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
     int stage = 0;
     uint32_t phase = 0;
     for (int kb = 0; kb < blocks; ++kb) {
-      if (kLoads) {  // rows r, r + 128 (< 8 kNB): block kb + 7 in flight, wait for block kb
+      if (kLoads) {  // rows r, r + 128 (< 8 (kNB + kX)): block kb + 7 in flight, wait for block kb
         const int kn = kb + kRawStages - 1;
         auto& st = s.raw[kn % kRawStages];
-        for (int rr = r; rr < 8 * kNB; rr += 128) {
+        for (int rr = r; rr < 8 * (kNB + kX); rr += 128) {
           const uint8_t* src = act + (int64_t(rr) * 4096 + (kn & 4095)) * 48;
           Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(&st.codes[rr][0]));
           Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[rr][1]));
@@ -89,10 +93,12 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
         cute::cp_async_wait<kRawStages - 1>();
       }
       Barrier::wait(&s.empty[stage], phase ^ 1u);
-      for (int rr = r; rr < 8 * kNB; rr += 128) {
+      for (int rr = r; rr < 8 * (kNB + kX); rr += 128) {
         if (kDecode) {
           const auto& st = s.raw[kb % kRawStages];
-          stage_fp4_row_gmma(st.codes[rr], st.scales[rr], rr, s.bbuf(stage));
+          const bool main = rr < 8 * kNB;  // else an extra row, in the block after the main one
+          stage_fp4_row_gmma(st.codes[rr], st.scales[rr], main ? rr : rr - 8 * kNB,
+                             s.bbuf(stage) + (main ? 0 : 8 * kNB * 128));
         } else if (kStore) {
           uint4* dst = reinterpret_cast<uint4*>(s.bbuf(stage) + rr * 128);
 #pragma unroll
@@ -109,7 +115,15 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
   const int warp = threadIdx.x / 32;
   ML::Accum<kNB> acc;  // kMT = 1 uses acc[0] only
   zero_acc(acc);
+  float acc2[2][kX > 0 ? kX : 1][4] = {};  // kX > 0 only
   auto fence = [&] {
+    if constexpr (kX > 0)
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < kX; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) cute::warpgroup_fence_operand(acc2[mt][nb][i]);
     if constexpr (kMT == 2) return ML::warpgroup_fence_acc<kNB>(acc);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
@@ -149,7 +163,26 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
     const ML::Stage& st = kLoads ? s.ring[warp * 4 + (kb / 2) % 4] : s.ring[warp];
     if (kBar) Barrier::wait(&s.full[stage], phase);
     const uint8_t* b = s.bbuf(stage);
-    if (kDeq && kMT == 2) {
+    if (kDeq && kX > 0) {  // one dequantized A, two accumulators: 8 wgmma N = 8 kNB, 8 of N = 8 kX
+      ML::TileA t[2];
+      ML::dequant_tile(st, kb & 1, 0, t[0]);
+      ML::dequant_tile(st, kb & 1, 1, t[1]);
+      fence();
+      cute::warpgroup_arrive();
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+          sm90_detail::wgmma_rs<kNB>(t[mt][j], sm90_detail::step_desc<kNB>(b, j), acc[mt],
+                                     std::make_integer_sequence<int, 4 * kNB>{});
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+          sm90_detail::wgmma_rs<(kX > 0 ? kX : 1)>(t[mt][j], sm90_detail::step_desc<(kX > 0 ? kX : 1)>(b + 8 * kNB * 128, j),
+                                                  acc2[mt], std::make_integer_sequence<int, 4 * (kX > 0 ? kX : 1)>{});
+      cute::warpgroup_commit_batch();
+    } else if (kDeq && kMT == 2) {
       ML::block_wgmma<kNB>(st, kb & 1, b, acc);  // the kernel's block: dequantize, 8 wgmma, commit
     } else if (kDeq) {
       ML::TileA t;
@@ -181,21 +214,24 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
   for (int mt = 0; mt < kMT; ++mt)
     for (int nb = 0; nb < kNB; ++nb)
       for (int i = 0; i < 4; ++i) sum += acc[mt][nb][i];
+  for (int mt = 0; mt < 2; ++mt)
+    for (int nb = 0; nb < kX; ++nb)
+      for (int i = 0; i < 4; ++i) sum += acc2[mt][nb][i];
   if (sum == 1234.5f) sink[threadIdx.x] = sum;
 }
 
 
 template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2,
-          int kMT = 2>
+          int kMT = 2, int kX = 0>
 int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
-  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC, kMT>;
-  const int smem = sizeof(Smem<kC, kNB>);
+  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC, kMT, kX>;
+  const int smem = sizeof(Smem<kC, kNB + kX>);
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int blocks = 4096;
   float best;
   if (best_of([&](bool warm) { k<<<sms, 128 * (kC + 1), smem>>>(warm ? 64 : blocks, sink, wq, act); }, 5, &best)) return 1;
   const int rows = 64 * kMT * kC;  // weight rows per block
-  const double flop = 2.0 * sms * rows * 8.0 * kNB * 64.0 * blocks;
+  const double flop = 2.0 * sms * rows * 8.0 * (kNB + kX) * 64.0 * blocks;
   printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block  %6.0f ns per 256 rows\n", name, flop / (best * 1e-3) / 1e12,
          best * 1e6 / blocks, best * 1e6 / blocks * 256 / rows);
   return 0;
@@ -237,6 +273,11 @@ int main() {
   // half the accumulator per thread. At 128 tokens it does not fit (104 registers: ptxas C7512
   // serializes the wgmma), so only the narrower tiles.
   rc |= run<true, true, false, true, true, 8, 4, 1>("the kernel, 64 tokens, 4 WGs x 64 rows", sms, sink, wq, act);
+  // an expert's remainder rows riding on its full tile: one dequantization for 128 + 8 kX tokens
+  // (against a full block plus a separate narrow one: 861 + 624 ns in the session-6 run)
+  rc |= run<true, true, false, true, true, 16, 2, 2, 1>("the kernel, 128 + 8 tokens, A shared", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 16, 2, 2, 2>("the kernel, 128 + 16 tokens, A shared", sms, sink, wq, act);
+  rc |= run<true, true, false, true, true, 16, 2, 2, 4>("the kernel, 128 + 32 tokens, A shared", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 4, 4, 1>("the kernel, 32 tokens, 4 WGs x 64 rows", sms, sink, wq, act);
   return rc;
 }
