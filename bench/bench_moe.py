@@ -4,6 +4,7 @@
     python bench/bench_moe.py                  # decode sweep, T = 1 .. 256, four model shapes
     python bench/bench_moe.py --prefill        # T = 512 .. 16384
     python bench/bench_moe.py --quick          # a small subset (smoke run)
+    python bench/bench_moe.py --cliff          # T = 128 .. 8192 in half octaves (the switches)
     python bench/bench_moe.py --shapes deepseek-v3 --T 1,64 --no-torch
 
 Needs the built package (pymoe), torch with CUDA, and matplotlib for the PNG. See
@@ -33,6 +34,10 @@ DECODE_T = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 PREFILL_T = [512, 1024, 2048, 4096, 8192, 16384]
 QUICK_T = [1, 8, 64, 256]
 QUICK_PREFILL_T = [1024, 4096]
+# Half-octave grid over the schedule and kernel switches (16, 32, 64 routed rows per expert fall
+# between powers of two on the compass shapes): the no-cliff check needs the points in between.
+CLIFF_T = [128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192]
+CLIFF_RATIO = 0.9  # the prefill issue: time never drops by more than 10 % when T grows
 
 E2M1_RMS = 2.926  # RMS of uniformly drawn e2m1 codes
 NVFP4_BYTES_PER_PARAM = 0.5 + 1.0 / 16.0  # 4.5 bits: e2m1 code + one e4m3 scale per 16
@@ -387,6 +392,7 @@ def main(argv=None) -> int:
     ap.add_argument("--T", default=None, help="comma list of token counts (overrides the sweep)")
     ap.add_argument("--prefill", action="store_true", help="T in 512..16384 instead of 1..256")
     ap.add_argument("--quick", action="store_true", help="a small subset of T")
+    ap.add_argument("--cliff", action="store_true", help="T in 128..8192 by half octaves (no-cliff check)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
     ap.add_argument("--act-quant", default="nvfp4", choices=["nvfp4", "none"])
     ap.add_argument("--schedule", default="auto", choices=["auto", "static", "dynamic"],
@@ -419,12 +425,14 @@ def main(argv=None) -> int:
             ap.error(f"unknown shape {s!r}")
     if args.T:
         Ts = [int(t) for t in args.T.split(",")]
+    elif args.cliff:
+        Ts = CLIFF_T
     elif args.prefill:
         Ts = QUICK_PREFILL_T if args.quick else PREFILL_T
     else:
         Ts = QUICK_T if args.quick else DECODE_T
     card = torch.cuda.get_device_name()
-    sweep = "custom" if args.T else ("prefill" if args.prefill else "decode")
+    sweep = "custom" if args.T else ("cliff" if args.cliff else "prefill" if args.prefill else "decode")
     name = args.name or f"{slug(card)}-{sweep}{'-quick' if args.quick else ''}"
     out_json = args.out_json or os.path.join(_ROOT, "bench", "results", f"{name}.json")
     out_png = args.png or os.path.join(_ROOT, "bench", "results", f"{name}.png")
@@ -466,6 +474,22 @@ def summary(records, shapes, Ts):
             cells.append(f"{m['efficiency']:.3f}" + (f" / {t['efficiency']:.3f}" if t else "")
                          if m else "-")
         log("   " + f"{T:>6} " + " ".join(f"{c:>20}" for c in cells))
+    worst = smallest_time_ratios(records, shapes)
+    if worst:
+        log(f"\nsmallest time(T2) / time(T1) between neighbouring T (< {CLIFF_RATIO} is a cliff):")
+        for s, (r, t1, t2) in worst.items():
+            log(f"   {s:<18} {r:.3f} ({t1} -> {t2}){'  CLIFF' if r < CLIFF_RATIO else ''}")
+
+
+def smallest_time_ratios(records, shapes):
+    """Per shape, the smallest moe12x time ratio between neighbouring T as (ratio, T1, T2)."""
+    out = {}
+    for s in shapes:
+        pts = sorted((r["T"], r["time_us"]) for r in records if r["shape"] == s and r["impl"] == "moe12x")
+        ratios = [(b[1] / a[1], a[0], b[0]) for a, b in zip(pts, pts[1:])]
+        if ratios:
+            out[s] = min(ratios)
+    return out
 
 
 if __name__ == "__main__":
