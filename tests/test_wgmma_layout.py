@@ -1,9 +1,13 @@
-"""CPU test (no GPU): the SM90a wgmma kernel's register and shared-memory mappings
-(cpp/mainloop/sm90_wgmma_fp4.cuh, activation_stage.cuh) against CuTe's own GMMA layouts: A and C
-fragments vs mma.sync's (the epilogues are shared), the SW128 K-major token stage, the descriptor
-fields. Compiles the host program tests/host/wgmma_layout_test.cu with nvcc and the CUTLASS 4.2
-headers: MOE12X_CUTLASS_DIR (a CUTLASS tree), else the nvidia-cutlass wheel if importable; skipped
-without them (the package build uses the wheel only inside its isolated build environment)."""
+"""CPU tests (no GPU) of fragment and shared-memory mappings against CuTe's own layouts, as host
+programs under tests/host/ compiled with nvcc and the CUTLASS 4.2 headers: MOE12X_CUTLASS_DIR (a
+CUTLASS tree), else the nvidia-cutlass wheel if importable; skipped without them (the package build
+uses the wheel only inside its isolated build environment).
+- wgmma_layout_test.cu: the SM90a wgmma kernel (cpp/mainloop/sm90_wgmma_fp4.cuh, activation_stage.cuh):
+  A and C fragments vs mma.sync's (the epilogues are shared), the SW128 K-major token stage, the
+  descriptor fields.
+- sm120_fp4_layout_test.cu: the SM120 block-scaled FP4 MMA's A / B / scale-factor / C fragments, the
+  facts a native SM120 mainloop would build on (nothing of it is built yet).
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -28,16 +32,17 @@ def _cutlass_include() -> str | None:
     return inc if os.path.exists(os.path.join(inc, "cute", "tensor.hpp")) else None
 
 
-def test_wgmma_layouts_match_cute(tmp_path):
+@pytest.mark.parametrize("program", ["wgmma_layout_test", "sm120_fp4_layout_test"])
+def test_layouts_match_cute(program, tmp_path):
     nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
     if not nvcc:
-        pytest.skip("nvcc not found: the layout check is a CUDA host program")
+        pytest.skip("nvcc not found: the layout checks are CUDA host programs")
     inc = _cutlass_include()
     if not inc:
         pytest.skip("CUTLASS headers not found: set MOE12X_CUTLASS_DIR or pip install nvidia-cutlass==4.2.0.0")
-    exe = str(tmp_path / "wgmma_layout_test")
+    exe = str(tmp_path / program)
     subprocess.run([nvcc, "-std=c++17", "--expt-relaxed-constexpr", "-I", inc, "-I", os.path.join(ROOT, "cpp"),
-                    "-o", exe, os.path.join(HERE, "host", "wgmma_layout_test.cu")], check=True, timeout=600)
+                    "-o", exe, os.path.join(HERE, "host", program + ".cu")], check=True, timeout=600)
     out = subprocess.run([exe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all checks passed" in out.stdout.lower(), out.stdout
