@@ -242,6 +242,24 @@ def test_static_and_dynamic_schedules_bitwise_equal(tokens):
     G.assert_bitwise_equal(b, a, f"dynamic vs static, T={tokens}")
 
 
+@requires_gpu
+@pytest.mark.parametrize("act_quant", ACT)
+def test_wide_last_tiles(act_quant):
+    """Experts with 1..32 routed rows past a multiple of 128: on SM90 the wgmma kernel's last tile
+    takes them (one wgmma of N = 144 or 160 instead of a second tile); 161 and 289 rows take a
+    second tile. Matches the reference, and bitwise the static schedule."""
+    counts = [129, 136, 150, 160, 161, 288, 289, 7]  # E = 8, top_k = 1: mean 165 rows per expert
+    key = _key(dict(num_experts=8, top_k=1, hidden=256, inter=128, tokens=sum(counts), name="wide", seed=11))
+    rng = np.random.default_rng(5)
+    ids = rng.permutation(np.repeat(np.arange(8, dtype=np.int32), counts)).reshape(-1, 1)
+    p = problem(key).replace(topk_ids=ids)
+    w = G.prepare(p)
+    out = G.run_fused(p, w, act_quant)
+    G.assert_matches_reference(G.values(out), p.reference(act_quant), act_quant, "wide last tiles")
+    a = G.bits(G.run_fused(p, w, act_quant, schedule="static"))
+    G.assert_bitwise_equal(G.bits(out), a, "wide last tiles: auto vs static")
+
+
 # ============================================================================================
 # Invalid ids and expert parallelism
 # ============================================================================================

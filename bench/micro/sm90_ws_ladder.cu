@@ -16,12 +16,20 @@
 //   kLoads: weights (consumer ring, cp.async per 2-block stage) and FP4 token rows (producer,
 //           cp.async, 7 blocks ahead) come from global memory: every CTA streams its own 2 MB of
 //           weights (HBM, as a 256-row slab of a large expert) and one token tile (L2)
+//   kTma:   (with kLoads) the token tile comes as bf16 rows (the FP4 values decoded once, ahead of
+//           the GEMM) through TMA: 1: one SW128 box of 64 k x 8 (kNB + kX) rows per block, one
+//           thread arms the full barrier and issues it; 2: boxes of 8 rows, one per lane of a
+//           producer warp (one tensor map for every tile width). The producer decodes nothing.
 // Global memory only with kLoads. One CTA per SM; prints TFLOP/s over the grid.
 //   nvcc -std=c++17 -O3 -arch=sm_90a --expt-relaxed-constexpr -I<cutlass>/include -Icpp \
 //        bench/micro/sm90_ws_ladder.cu -o ws_ladder && ./ws_ladder
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
+#include <cuda.h>
 #include <cute/arch/copy_sm80.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
@@ -30,14 +38,43 @@
 #include "micro_timing.cuh"
 
 using namespace moe12x;
+// wide token tiles (N = 136 .. 160: one wgmma per m64 tile and k16 step; 144, 160 in the mainloop)
+namespace moe12x::sm90_detail {
+template <> struct RsOp<136> { using type = GMMA::MMA_64x136x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+}  // namespace moe12x::sm90_detail
 using ML = Sm90WgmmaFp4Block;
 using Barrier = cutlass::arch::ClusterBarrier;
 constexpr int kStages = 4, kRawStages = 8;
+static const char* g_only = nullptr;  // run only the variants whose name contains it
+static int g_blocks = 4096;
+// bf16 token rows for kTma: [256 rows][4096 k64 blocks x 64], one SW128 map per box height 8 nb
+static CUtensorMap g_tmaps[33];  // g_tmaps[1]: the 8-row box of kTma = 2
+__constant__ CUtensorMap g_tmap8;
+static int make_tmaps(const void* act16) {
+  using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                              const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                              CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult q;
+  CK(cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &fn, cudaEnableDefault, &q));
+  if (!fn) return 1;
+  for (int nb = 1; nb <= 32; ++nb) {
+    const cuuint64_t dims[2] = {4096 * 64, 256}, strides[1] = {4096 * 64 * 2};
+    const cuuint32_t box[2] = {64, cuuint32_t(8 * nb)}, estr[2] = {1, 1};
+    if (reinterpret_cast<Encode>(fn)(&g_tmaps[nb], CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(act16), dims, strides,
+                                     box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
+      printf("cuTensorMapEncodeTiled failed (box rows %d)\n", 8 * nb);
+      return 1;
+    }
+  }
+  return 0;
+}
 
 // Sized for the tile width (8 kNB token rows) and kC consumer warpgroups (4 ring stages per warp).
 template <int kC, int kNB>
 struct Smem {
-  static constexpr int kRows = 8 * kNB, kBBytes = kRows * 128;
+  static constexpr int kRows = 8 * kNB, kBBytes = (kRows * 128 + 1023) / 1024 * 1024;  // SW128 buffers stay 1024-B aligned
   struct RawStage {
     uint4 codes[kRows][2];
     uint32_t scales[kRows];
@@ -55,20 +92,22 @@ struct Smem {
 constexpr int consumer_regs(int kC) { return kC == 2 ? 232 : kC == 3 ? 152 : 104; }
 
 template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2,
-          int kMT = 2, int kX = 0>
-__global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act) {
+          int kMT = 2, int kX = 0, int kTma = 0>
+__global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, float* sink, const uint8_t* wq, const uint8_t* act,
+                                                                  const __grid_constant__ CUtensorMap tmap) {
   using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
   using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
   using Smem = ::Smem<kC, kNB + kX>;
   static_assert(kX == 0 || (kDeq && kMT == 2 && !kStore), "the extra accumulator rides on the dequantized 2-tile block");
   static_assert(sizeof(Smem) <= 227 * 1024, "one CTA per SM");
+  static_assert(!kTma || (kLoads && !kDecode && !kStore), "TMA replaces the producer's loads and decode");
   extern __shared__ uint4 raw[];
   Smem& s = *reinterpret_cast<Smem*>(raw);
   for (int i = threadIdx.x; i < int(sizeof(Smem) / 4) - 2 * kStages * 2; i += blockDim.x)
     reinterpret_cast<uint32_t*>(&s)[i] = 0x3c003c00u ^ (i & 0x00ff00ffu);
   if (threadIdx.x == 0)
     for (int i = 0; i < kStages; ++i) {
-      Barrier::init(&s.full[i], 128);
+      Barrier::init(&s.full[i], kTma ? 1 : 128);
       Barrier::init(&s.empty[i], 128 * kC);
     }
   cutlass::arch::fence_barrier_init();
@@ -79,7 +118,21 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
     const int r = threadIdx.x - 128 * kC;
     int stage = 0;
     uint32_t phase = 0;
-    for (int kb = 0; kb < blocks; ++kb) {
+    for (int kb = 0; kb < blocks && kTma; ++kb) {  // one thread: arm the barrier, one TMA per block
+      if (kTma == 1 && r == 0) {
+        Barrier::wait(&s.empty[stage], phase ^ 1u);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&s.full[stage], 8 * (kNB + kX) * 128);
+        cute::SM90_TMA_LOAD_2D::copy(&tmap, &s.full[stage], 0, s.bbuf(stage), (kb & 4095) * 64, 0);
+      } else if (kTma == 2 && r < 32) {
+        Barrier::wait(&s.empty[stage], phase ^ 1u);
+        if (r == 0) cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&s.full[stage], 8 * (kNB + kX) * 128);
+        __syncwarp();  // armed before any box can complete
+        for (int i = r; i < kNB + kX; i += 32)
+          cute::SM90_TMA_LOAD_2D::copy(&g_tmap8, &s.full[stage], 0, s.bbuf(stage) + i * 1024, (kb & 4095) * 64, 8 * i);
+      }
+      if (++stage == kStages) { stage = 0; phase ^= 1u; }
+    }
+    for (int kb = 0; kb < blocks && !kTma; ++kb) {
       if (kLoads) {  // rows r, r + 128 (< 8 (kNB + kX)): block kb + 7 in flight, wait for block kb
         const int kn = kb + kRawStages - 1;
         auto& st = s.raw[kn % kRawStages];
@@ -222,14 +275,15 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
 
 
 template <bool kDeq, bool kBar, bool kStore, bool kDecode = false, bool kLoads = false, int kNB = 16, int kC = 2,
-          int kMT = 2, int kX = 0>
+          int kMT = 2, int kX = 0, int kTma = 0>
 int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t* act) {
-  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC, kMT, kX>;
+  if (g_only && !strstr(name, g_only)) return 0;
+  auto k = ladder_kernel<kDeq, kBar, kStore, kDecode, kLoads, kNB, kC, kMT, kX, kTma>;
   const int smem = sizeof(Smem<kC, kNB + kX>);
   CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const int blocks = 4096;
+  const int blocks = g_blocks;
   float best;
-  if (best_of([&](bool warm) { k<<<sms, 128 * (kC + 1), smem>>>(warm ? 64 : blocks, sink, wq, act); }, 5, &best)) return 1;
+  if (best_of([&](bool warm) { k<<<sms, 128 * (kC + 1), smem>>>(warm ? 64 : blocks, sink, wq, act, g_tmaps[kNB + kX]); }, 5, &best)) return 1;
   const int rows = 64 * kMT * kC;  // weight rows per block
   const double flop = 2.0 * sms * rows * 8.0 * (kNB + kX) * 64.0 * blocks;
   printf("%-44s %7.1f TFLOP/s  %6.0f ns per k64 block  %6.0f ns per 256 rows\n", name, flop / (best * 1e-3) / 1e12,
@@ -237,15 +291,22 @@ int run(const char* name, int sms, float* sink, const uint8_t* wq, const uint8_t
   return 0;
 }
 
-int main() {
+int main(int argc, char** argv) {  // [name substring] [k64 blocks per CTA]: one variant, e.g. under compute-sanitizer
+  if (argc > 1) g_only = argv[1];
+  if (argc > 2) g_blocks = atoi(argv[2]);
   int sms = 0;
   float* sink;
   if (micro_setup(&sms, &sink)) return 1;
   uint8_t *wq, *act;
   CK(cudaMalloc(&wq, size_t(sms) * 16 << 18));
   CK(cudaMemset(wq, 0x22, size_t(sms) * 16 << 18));
-  CK(cudaMalloc(&act, 128 * 4096 * 48));
-  CK(cudaMemset(act, 0x33, 128 * 4096 * 48));
+  CK(cudaMalloc(&act, 256 * 4096 * 48));  // token rows: up to 8 (kNB + kX) <= 256
+  CK(cudaMemset(act, 0x33, 256 * 4096 * 48));
+  void* act16;  // bf16 rows for kTma (values irrelevant: small finite)
+  CK(cudaMalloc(&act16, size_t(256) * 4096 * 64 * 2));
+  CK(cudaMemset(act16, 0x3c, size_t(256) * 4096 * 64 * 2));
+  if (make_tmaps(act16)) return 1;
+  CK(cudaMemcpyToSymbol(g_tmap8, &g_tmaps[1], sizeof(CUtensorMap)));
   int rc = 0;
   rc |= run<false, false, false>("wgmma only", sms, sink, wq, act);
   rc |= run<true, false, false>("+ weight dequantization", sms, sink, wq, act);
@@ -279,5 +340,22 @@ int main() {
   rc |= run<true, true, false, true, true, 16, 2, 2, 2>("the kernel, 128 + 16 tokens, A shared", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 16, 2, 2, 4>("the kernel, 128 + 32 tokens, A shared", sms, sink, wq, act);
   rc |= run<true, true, false, true, true, 4, 4, 1>("the kernel, 32 tokens, 4 WGs x 64 rows", sms, sink, wq, act);
+  // the token tile as bf16 through TMA (decoded ahead of the GEMM): the full tile, narrow ones, and
+  // the remainder rows riding on a full tile
+  rc |= run<true, true, false, false, true, 16, 2, 2, 0, 1>("TMA bf16 tokens, 128 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 8, 2, 2, 0, 1>("TMA bf16 tokens, 64 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 4, 2, 2, 0, 1>("TMA bf16 tokens, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 2, 2, 2, 0, 1>("TMA bf16 tokens, 16 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 8, 3, 2, 0, 1>("TMA bf16 tokens, 64 tokens, 3 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 4, 3, 2, 0, 1>("TMA bf16 tokens, 32 tokens, 3 consumer WGs", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 16, 2, 2, 1, 1>("TMA bf16 tokens, 128 + 8 tokens, A shared", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 16, 2, 2, 2, 1>("TMA bf16 tokens, 128 + 16 tokens, A shared", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 16, 2, 2, 4, 1>("TMA bf16 tokens, 128 + 32 tokens, A shared", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 17, 2, 2, 0, 1>("TMA bf16 tokens, 136 tokens, one wgmma", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 18, 2, 2, 0, 1>("TMA bf16 tokens, 144 tokens, one wgmma", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 20, 2, 2, 0, 1>("TMA bf16 tokens, 160 tokens, one wgmma", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 16, 2, 2, 0, 2>("TMA 8-row boxes, 128 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 4, 2, 2, 0, 2>("TMA 8-row boxes, 32 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 4, 3, 2, 0, 2>("TMA 8-row boxes, 32 tokens, 3 consumer WGs", sms, sink, wq, act);
   return rc;
 }

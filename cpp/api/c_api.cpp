@@ -119,9 +119,27 @@ moe12x_status_t check_config(const moe12x_config_t* c) {
   return MOE12X_SUCCESS;
 }
 
+// The schedule a validated config runs for T tokens (moe12x_select_schedule's answer).
+int32_t schedule_for(const moe12x_config_t* c, int64_t /*num_tokens*/) {
+  if (c->num_local_experts > kMaxStaticExperts) return MOE12X_SCHEDULE_DYNAMIC;  // smem scan limit
+  if (c->schedule != MOE12X_SCHEDULE_AUTO) return c->schedule;
+  // Measured on H200 (bench/NOTES.md, v2): the grouped launches beat the persistent kernel at
+  // every T so far, so AUTO takes them until the static kernel wins somewhere.
+  return MOE12X_SCHEDULE_DYNAMIC;
+}
+
+// Whether a grouped call may run the SM90 wgmma kernel (then its FP4 activations are stored
+// decoded): the device is not consulted, so the size query and the call agree on any machine.
+bool may_use_sm90_wgmma(const moe12x_config_t* c, int64_t tokens) {
+  const bool fp4 = c->act_quant == MOE12X_ACT_QUANT_NVFP4;
+  const int mode = sm90_wgmma_mode();
+  return mode < 0 ? choose_sm90_wgmma(tokens * c->top_k, c->num_local_experts, fp4) : mode == 1;
+}
+
 WorkspaceLayout ws_layout(const moe12x_config_t* c, int64_t tokens) {
-  return workspace_layout(tokens, c->top_k, c->num_local_experts, c->hidden_size,
-                          c->intermediate_size, c->act_quant == MOE12X_ACT_QUANT_NVFP4);
+  const bool fp4 = c->act_quant == MOE12X_ACT_QUANT_NVFP4;
+  const bool decoded = fp4 && schedule_for(c, tokens) != MOE12X_SCHEDULE_STATIC && may_use_sm90_wgmma(c, tokens);
+  return workspace_layout(tokens, c->top_k, c->num_local_experts, c->hidden_size, c->intermediate_size, fp4, decoded);
 }
 
 moe12x_status_t check_scale_count(const char* name, int32_t count, const moe12x_config_t* c) {
@@ -131,14 +149,6 @@ moe12x_status_t check_scale_count(const char* name, int32_t count, const moe12x_
               count, c->num_local_experts, c->num_experts);
 }
 
-// The schedule a validated config runs for T tokens (moe12x_select_schedule's answer).
-int32_t schedule_for(const moe12x_config_t* c, int64_t /*num_tokens*/) {
-  if (c->num_local_experts > kMaxStaticExperts) return MOE12X_SCHEDULE_DYNAMIC;  // smem scan limit
-  if (c->schedule != MOE12X_SCHEDULE_AUTO) return c->schedule;
-  // Measured on H200 (bench/NOTES.md, v2): the grouped launches beat the persistent kernel at
-  // every T so far, so AUTO takes them until the static kernel wins somewhere.
-  return MOE12X_SCHEDULE_DYNAMIC;
-}
 
 }  // namespace
 
@@ -316,12 +326,12 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
                               : choose_grouped_block_n(T * config->top_k, config->num_local_experts);
 #ifdef MOE12X_HAS_SM90_WGMMA
-  const int wgmma_mode = sm90_wgmma_mode();
-  p.sm90_wgmma = !static_schedule && guard.cc_major == 9 &&
-                 (wgmma_mode < 0 ? choose_sm90_wgmma(T * config->top_k, config->num_local_experts, fp4)
-                                 : wgmma_mode == 1);
+  p.sm90_wgmma = !static_schedule && guard.cc_major == 9 && may_use_sm90_wgmma(config, T);
   if (p.sm90_wgmma && p.block_n == 64)  // its 64- or 128-token tiles (workspace sized for 8)
     p.block_n = sm90_wgmma_block_n(T * config->top_k, config->num_local_experts);
+  // 128-row tiles: an expert's last tile takes up to 32 more rows (one wgmma of N <= 160 instead
+  // of a second, narrow tile: bench/NOTES.md v21)
+  if (p.sm90_wgmma && p.block_n == 128) p.tile_extra = 32;
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   p.x = static_cast<const uint16_t*>(in->x);
@@ -348,9 +358,9 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.row_pair = reinterpret_cast<int*>(ws + W.row_pair);
   p.pair_row = reinterpret_cast<int*>(ws + W.pair_row);
   p.xq = fp4 ? ws + W.xq : nullptr;
-  p.xq_sf = fp4 ? ws + W.xq_sf : nullptr;
+  p.xq_sf = fp4 && !p.sm90_wgmma ? ws + W.xq_sf : nullptr;  // sm90_wgmma: decoded rows, no scales
   p.act = ws + W.act;
-  p.act_sf = fp4 ? ws + W.act_sf : nullptr;
+  p.act_sf = fp4 && !p.sm90_wgmma ? ws + W.act_sf : nullptr;
   p.y = reinterpret_cast<float*>(ws + W.y);
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);

@@ -60,14 +60,23 @@ struct WorkspaceLayout {
   int64_t pairs, max_tiles;
 };
 
+// Tiles of an expert with c routed rows: block_n rows each, the last one up to block_n + extra.
+MOE12X_HD inline int expert_tile_count(int c, int block_n, int extra) {
+  if (c <= 0) return 0;
+  const int t = (c - extra + block_n - 1) / block_n;
+  return t > 1 ? t : 1;
+}
+
 inline int64_t max_tiles_for(int64_t pairs, int e_local, int block_n) {
   const int64_t by_rows = (pairs + block_n - 1) / block_n + e_local;
   const int64_t by_pairs = pairs;  // never more tiles than non-empty rows
   return by_rows < by_pairs ? by_rows : by_pairs;
 }
 
+// decoded: the FP4 activations may be stored decoded (bf16) for the SM90 wgmma kernel; the packed
+// FC1 input (2 P H bytes then) still fits inside y.
 inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, int hidden,
-                                        int inter, bool act_fp4) {
+                                        int inter, bool act_fp4, bool decoded) {
   WorkspaceLayout w{};
   w.pairs = tokens * top_k;
   w.max_tiles = max_tiles_for(w.pairs, e_local, 8);  // smallest tile: upper bound for all
@@ -79,19 +88,21 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
   take(w.row_pair, sizeof(int) * size_t(w.pairs));
   take(w.pair_row, sizeof(int) * size_t(w.pairs));
   const size_t P = size_t(w.pairs);
-  if (act_fp4) {
+  if (act_fp4 && !decoded) {
     take(w.act, P * inter / 2);
     take(w.act_sf, P * inter / 16);
-  } else {
-    w.act_sf = 0;
-    take(w.act, P * inter * 2);
+  } else {  // bf16; a decoded layout still holds codes + scales (a call that runs another kernel)
+    const size_t codes = align_up(P * inter / 2, 256), bf16 = P * inter * 2;
+    take(w.act, act_fp4 && codes + P * inter / 16 > bf16 ? codes + P * inter / 16 : bf16);
+    w.act_sf = act_fp4 ? w.act + codes : 0;
   }
-  const size_t xq_bytes = align_up(P * hidden / 2, 256) + P * hidden / 16;
+  const size_t xq_codes = align_up(P * hidden / 2, 256) + P * hidden / 16;
+  const size_t xq_bytes = decoded && P * hidden * 2 > xq_codes ? P * hidden * 2 : xq_codes;
   const size_t y_bytes = P * hidden * sizeof(float);
   take(w.y, act_fp4 && xq_bytes > y_bytes ? xq_bytes : y_bytes);
   if (act_fp4) {  // inside y
     w.xq = w.y;
-    w.xq_sf = w.y + align_up(P * hidden / 2, 256);
+    w.xq_sf = w.y + align_up(P * hidden / 2, 256);  // unused when decoded
   } else {
     w.xq = w.xq_sf = 0;  // FC1 gathers bf16 rows of x directly
   }
@@ -107,8 +118,11 @@ struct MoeParams {
   bool act_fp4;
   bool pdl;      // launch the grouped schedule's kernels programmatically dependent (SM90+)
   bool sm90_wgmma;  // grouped FC1/FC2 on the warp-specialized wgmma kernel (c_api.cpp, dispatch.hpp);
-                    // its FP4 activations (xq, act) are stored as prepare_act_word words
+                    // its FP4 activations (xq, act) are stored decoded, as bf16 q * sf * 2^-8
+                    // (exact), rows of H (I) values: the kernel stages them by TMA
   int block_n;
+  int tile_extra;   // an expert's last tile takes up to block_n + tile_extra rows (0, or 32 for the
+                    // wgmma kernel's 128-row tiles: expert_tile_count)
   int64_t max_tiles;
   // inputs
   const uint16_t* x;           // bf16 [T, H]
@@ -130,8 +144,8 @@ struct MoeParams {
   int2* tiles;      // (expert, first row)
   int* row_pair;    // packed row -> pair index t * k + j
   int* pair_row;    // its inverse (grouped schedule; -1: expert not local)
-  uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode)
-  uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16
+  uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode; sm90_wgmma: decoded bf16, no xq_sf)
+  uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16 (sm90_wgmma: decoded)
   float* y;                      // [T * k, H] fp32, already multiplied by the routing weight
 };
 

@@ -6,6 +6,7 @@
 #include "common/cuda_utils.cuh"
 #include "common/nvfp4.cuh"
 #include "common/params.hpp"
+#include "mainloop/activation_stage.cuh"  // decode_fp4_block_bf16
 #include "scheduler/expert_tiles.cuh"
 
 namespace moe12x {
@@ -82,10 +83,9 @@ struct Fc1SwigluQuantEpilogue {
     const float alpha = acc_scale(p, el);
     const float gs_out = p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)];
     const int f0 = warp_row0 / 2;  // first of this warp's 16 features
-    constexpr int kPassNB = NB < 8 ? NB : 8;
-    static_assert(NB % kPassNB == 0, "passes of 8 n8 tiles");
+    constexpr int kPassNB = NB < 8 ? NB : 8;  // passes of 8 n8 tiles; the last may be narrower (NB 18, 20)
 #pragma unroll
-    for (int pass = 0; pass < NB / kPassNB; ++pass) {
+    for (int pass = 0; pass < (NB + kPassNB - 1) / kPassNB; ++pass) {
       __syncwarp();  // the previous pass's reads are done
       // swiglu() with its divisions batched (div_rn_unchecked): 32 independent chains per pass
       // instead of 32 serialized ones; any value outside the safe range redoes the pass with `/`.
@@ -97,7 +97,7 @@ struct Fc1SwigluQuantEpilogue {
         for (int c = 0; c < 2; ++c)
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
-            const int nb = pass * kPassNB + nbl;
+            const int nb = min(pass * kPassNB + nbl, NB - 1);  // past NB (the last pass): unread
             const float up = acc[mt][nb][c] * alpha, gate = acc[mt][nb][2 + c] * alpha;
             a[nbl][c][mt] = div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
           }
@@ -108,7 +108,7 @@ struct Fc1SwigluQuantEpilogue {
           for (int c = 0; c < 2; ++c)
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt) {
-              const int nb = pass * kPassNB + nbl;
+              const int nb = min(pass * kPassNB + nbl, NB - 1);
               a[nbl][c][mt] = swiglu(acc[mt][nb][c] * alpha, acc[mt][nb][2 + c] * alpha);
             }
       }
@@ -131,18 +131,19 @@ struct Fc1SwigluQuantEpilogue {
           v[4 * j] = q.x, v[4 * j + 1] = q.y, v[4 * j + 2] = q.z, v[4 * j + 3] = q.w;
         }
         const int64_t row = int64_t(tile.row0) + col;
+        uint4* dst = reinterpret_cast<uint4*>(reinterpret_cast<uint16_t*>(p.act) + row * p.inter + f0);
         if (p.act_fp4) {
+          // only the SM90 wgmma kernel stages through here: its FC2 loads the decoded values by TMA
           uint2 codes;
           const uint32_t sf = nvfp4_quantize_block(v, gs_out, codes);
-          // only the SM90 wgmma kernel stages through here: its producer reads prepared words
-          *reinterpret_cast<uint2*>(p.act + row * (p.inter / 2) + f0 / 2) =
-              make_uint2(prepare_act_word(codes.x), prepare_act_word(codes.y));
-          p.act_sf[row * (p.inter / 16) + f0 / 16] = uint8_t(sf);
+          uint4 dec[2];
+          decode_fp4_block_bf16(codes, sf, dec);
+          dst[0] = dec[0];
+          dst[1] = dec[1];
         } else {
           uint32_t h[8];
 #pragma unroll
           for (int j = 0; j < 8; ++j) h[j] = uint32_t(float_to_bf16(v[2 * j])) | (uint32_t(float_to_bf16(v[2 * j + 1])) << 16);
-          uint4* dst = reinterpret_cast<uint4*>(reinterpret_cast<uint16_t*>(p.act) + row * p.inter + f0);
           dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
           dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
         }

@@ -55,13 +55,12 @@ struct Fc2WeightedStoreEpilogue {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
     const float beta = acc_scale(p, el);
-    constexpr int kPassNB = NB < 8 ? NB : 8;
+    constexpr int kPassNB = NB < 8 ? NB : 8;  // passes of 8 n8 tiles; the last may be narrower (NB 18, 20)
     constexpr int kPassTok = kPassNB * 8;
-    static_assert(NB % kPassNB == 0, "passes of 8 n8 tiles");
     const int chunk = lane & 7;  // 4 features of the warp's 32
     const int h0 = warp_row0 + 4 * chunk;
 #pragma unroll
-    for (int pass = 0; pass < NB / kPassNB; ++pass) {
+    for (int pass = 0; pass < (NB + kPassNB - 1) / kPassNB; ++pass) {
       int pr[2];
       float wr[2];
 #pragma unroll
@@ -81,7 +80,7 @@ struct Fc2WeightedStoreEpilogue {
 #pragma unroll
             for (int half = 0; half < 2; ++half)
               scratch[(nbl * 8 + 2 * t + c) * kScratchStride + mt * 16 + half * 8 + g] =
-                  acc[mt][pass * kPassNB + nbl][2 * half + c] * beta;
+                  acc[mt][min(pass * kPassNB + nbl, NB - 1)][2 * half + c] * beta;  // past NB: unread
       __syncwarp();
 #pragma unroll
       for (int i = 0; i < kPassTok / 4; ++i) {

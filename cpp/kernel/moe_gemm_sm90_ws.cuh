@@ -1,61 +1,62 @@
 // Warp-specialized SM90a grouped GEMM (the prefill kernel on Hopper; docs/sm90-wgmma.md). One CTA
-// per SM runs (256 prepared rows) x (token tile of <= 128 rows) items:
-//   warpgroup 0 (producer, 40 registers): stages the token tile's k64 blocks into kBStages
-//     shared buffers (bf16, GMMA K-major SW128), mbarrier full/empty; FP4 rows come through a
-//     per-thread cp.async ring and are decoded there;
-//   warpgroups 1, 2 (consumers, 232 registers): 128 weight rows each, the per-warp cp.async weight
-//     ring and Sm90WgmmaFp4Block (A dequantized in registers, RS wgmma).
-// The token tile is staged once per 256 rows instead of once per 128, off the consumers' issue
-// slots, and two consumer warpgroups interleave dequantization with each other's tensor-core work.
+// per SM runs (128 kConsumers prepared rows) x (token tile) items:
+//   warpgroup 0 (producer, 40 registers): fills kBStages shared token buffers (bf16, GMMA
+//     K-major SW128), mbarrier full/empty. Contiguous bf16 rows (the FP4 activations decoded
+//     once ahead of the GEMM, or FC2's bf16 intermediate) come by TMA, one box per buffer issued
+//     by one thread; FC1's bf16 rows gathered from x are copied by all 128 threads;
+//   the consumer warpgroups (232 / 152 registers): 128 weight rows each, the per-warp cp.async
+//     weight ring and Sm90WgmmaFp4Block (A dequantized in registers, RS wgmma).
+// The token tile is staged once per item instead of once per 128 rows, off the consumers' issue
+// slots, and the consumer warpgroups interleave dequantization with each other's tensor-core work.
 // Same operands, same k order, same accumulator mapping as the mma.sync mainloop: the epilogues
 // are shared (their apply_staged variants, which restage through the warp's idle weight ring)
 // and the results bitwise equal (measured on H200, bench/NOTES.md).
 #pragma once
+#include <cuda.h>  // CUtensorMap
 #include <cute/arch/copy_sm80.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
+#include "common/token_maps.hpp"
 #include "kernel/moe_gemm.cuh"
 #include "mainloop/sm90_wgmma_fp4.cuh"
 
 namespace moe12x {
 
-// kConsumers_ = 2: items of 256 rows, token tiles of <= 128. 3: items of 384 rows, tiles of <= 64
-// tokens (152 consumer registers: no room for a 128-wide accumulator), more warps to hide the
-// narrow tiles' latency (bench/micro/sm90_ws_ladder.cu).
+// kConsumers_ = 2: items of 256 rows, token tiles of <= 128 rows, or <= 160 for an expert's last
+// tile (p.tile_extra). 3: items of 384 rows, tiles of <= 64 tokens (152 consumer registers: no
+// room for a 128-wide accumulator), more warps to hide the narrow tiles' latency
+// (bench/micro/sm90_ws_ladder.cu).
 template <Gemm kWhich, class Epilogue, int kConsumers_ = 2>
 struct MoeGemmSm90Ws {
   using ML = Sm90WgmmaFp4Block;
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
   static constexpr int kConsumers = kConsumers_;             // warpgroups of 128 weight rows
   static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
-  static constexpr int kTileNB = kConsumers == 2 ? 16 : 8;
+  static constexpr int kTileNB = kConsumers == 2 ? 16 : 8;   // full tiles; kConsumers 2 also 18, 20
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 232 : 152;
   static_assert(128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "setmaxnreg split fits the register file");
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kItemRows = 128 * kConsumers;
   static constexpr int kBStages = 4;
-  static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of 128 tokens, or 128 / n of n
-  static constexpr int kRawStages = 8;                        // FP4 token blocks in flight
+  static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of 160 tokens, or 20 / nb of nb n8 tiles
+  static_assert(kBStageBytes % 1024 == 0, "SW128 buffers stay 1024-B aligned");
+  static_assert(ML::kMaxNB == kTokenMapMaxNB, "token buffers and TMA boxes agree (common/token_maps.hpp)");
   using Barrier = cutlass::arch::ClusterBarrier;
-
-  // FP4 token rows of one k64 block as they are in global memory; producer thread r copies and
-  // decodes row r, so the raw ring needs no barrier, only the thread's own cp.async groups.
-  struct RawStage {
-    uint4 codes[8 * ML::kMaxNB][2];  // 32 B per row
-    uint32_t scales[8 * ML::kMaxNB]; // 4 e4m3 codes per row
-  };
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
 
   struct SharedStorage {
-    RawStage raw[kRawStages];
     uint8_t b_raw[kBStages * kBStageBytes + 1024];  // 1024-B aligned at run time (SW128)
     typename ML::Stage ring[4 * kConsumers][ML::kStages];
     alignas(8) uint64_t full[kBStages];
     alignas(8) uint64_t empty[kBStages];
   };
-  static_assert(8 * ML::kMaxNB == 128, "the 128 producer threads own the (row, block) pairs of a token buffer");
   static_assert(sizeof(SharedStorage) <= 227 * 1024, "one CTA per SM must fit SM90's 227 KB of shared memory");
+
+  // Token rows come by TMA unless FC1 gathers bf16 rows of x (act_quant none).
+  __host__ __device__ static bool tma_tokens(const MoeParams& p) { return !kFc1 || p.act_fp4; }
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
   __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kItemRows - 1) / kItemRows; }
@@ -76,10 +77,10 @@ struct MoeGemmSm90Ws {
     }
   };
 
-  // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates.
-  __device__ static int tile_nb(int nrows) {
+  // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates (token_map_index).
+  __host__ __device__ static int tile_nb(int nrows) {
     const int nb = (nrows + 7) / 8;
-    return nb <= 1 ? 1 : nb <= 2 ? 2 : nb <= 4 ? 4 : nb <= 8 || kTileNB == 8 ? 8 : 16;
+    return nb <= 1 ? 1 : nb <= 2 ? 2 : nb <= 4 ? 4 : nb <= 8 || kTileNB == 8 ? 8 : nb <= 16 ? 16 : nb <= 18 ? 18 : 20;
   }
   template <class F>
   __device__ static void with_nb(int nrows, F&& f) {
@@ -88,60 +89,49 @@ struct MoeGemmSm90Ws {
       case 2: return f(std::integral_constant<int, 2>{});
       case 4: return f(std::integral_constant<int, 4>{});
       case 8: return f(std::integral_constant<int, 8>{});
-      default: return f(std::integral_constant<int, kTileNB>{});
+      default:
+        if constexpr (kTileNB == 16) {
+          switch (tile_nb(nrows)) {
+            case 16: return f(std::integral_constant<int, 16>{});
+            case 18: return f(std::integral_constant<int, 18>{});
+            default: return f(std::integral_constant<int, 20>{});
+          }
+        } else {
+          return f(std::integral_constant<int, 8>{});
+        }
     }
   }
-  // A token buffer holds kMaxNB / nb k64 blocks of a narrower tile: one full/empty handshake per
-  // buffer instead of per block, and all 128 producer threads decode (row, block) pairs. Measured
-  // in bench/micro/sm90_ws_ladder.cu: at 32 tokens the per-block handshake and a 32-thread decode
-  // cost ~190 of ~630 ns per block.
-  __device__ static int blocks_per_buffer(int nb) { return ML::kMaxNB / nb; }
+  // A token buffer holds kMaxNB / nb k64 blocks of a narrower tile: one full/empty handshake (and
+  // one TMA box) per buffer instead of per block. Measured in bench/micro/sm90_ws_ladder.cu: at
+  // 32 tokens the per-block handshake and a 32-thread decode cost ~190 of ~630 ns per block.
+  __host__ __device__ static int blocks_per_buffer(int nb) { return ML::kMaxNB / nb; }
 
   // ---- producer: token tile -> shared buffers ----
-  // FP4 rows: producer thread t owns (row t % rows, block t / rows) of every buffer (rows = 8 nb,
-  // a buffer holds 128 / rows blocks) and keeps kRawStages - 1 buffers of it in flight (cp.async),
-  // then decodes each into the GMMA buffer (prepared words: stage_fp4_row_gmma).
-  __device__ static void produce_fp4(const ActivationRows& act, SharedStorage& smem, const ExpertTile& tile,
+  // TMA: one elected thread arms the buffer's full barrier with the box's bytes and issues the box
+  // (64 k x 8 nb rows x kMaxNB / nb blocks, common/token_maps.hpp); rows past the tile are the
+  // next expert's (or zero past the packed rows) and their accumulator columns are dropped.
+  __device__ static void produce_tma(const CUtensorMap* map, int K, SharedStorage& smem, const ExpertTile& tile,
                                      Pipe& pipe) {
-    using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
-    using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS<uint32_t>;
     const int nb = tile_nb(tile.nrows), per = blocks_per_buffer(nb);
-    const int r = threadIdx.x & (8 * nb - 1), j = threadIdx.x / (8 * nb);  // row, block in the buffer
-    const int kblocks = act.K / kKBlock, nbuf = (kblocks + per - 1) / per;
-    const bool row_ok = r < tile.nrows;
-    const uint8_t* csrc = act.codes + int64_t(tile.row0 + (row_ok ? r : 0)) * (act.K / 2) + j * 32;
-    const uint8_t* ssrc = act.scales + int64_t(tile.row0 + (row_ok ? r : 0)) * (act.K / 16) + j * 4;
-    auto issue = [&](int buf) {
-      if (row_ok && buf * per + j < kblocks) {
-        RawStage& st = smem.raw[buf % kRawStages];
-        const int off = buf * per;  // blocks
-        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + off * 32), *reinterpret_cast<cute::uint128_t*>(&st.codes[threadIdx.x][0]));
-        Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(csrc + off * 32 + 16), *reinterpret_cast<cute::uint128_t*>(&st.codes[threadIdx.x][1]));
-        Copy4::copy(*reinterpret_cast<const uint32_t*>(ssrc + off * 4), st.scales[threadIdx.x]);
-      }
-      cute::cp_async_fence();  // empty groups keep the count uniform
-    };
-#pragma unroll 1
-    for (int i = 0; i < kRawStages - 1; ++i) issue(i);
+    const int kblocks = K / kKBlock, nbuf = (kblocks + per - 1) / per;
+    const uint32_t bytes = uint32_t(nb) * 1024u * uint32_t(per);  // out-of-bounds parts count too
     for (int buf = 0; buf < nbuf; ++buf) {
-      issue(buf + kRawStages - 1);
-      cute::cp_async_wait<kRawStages - 1>();  // this thread's copies of buffer buf have landed
       Barrier::wait(&smem.empty[pipe.stage], pipe.phase ^ 1u);  // fresh barriers pass at parity 1
-      if (row_ok && buf * per + j < kblocks) {
-        const RawStage& st = smem.raw[buf % kRawStages];
-        stage_fp4_row_gmma(st.codes[threadIdx.x], st.scales[threadIdx.x], r, b_buffer(smem, pipe.stage) + j * nb * 1024);
-      }
-      cutlass::arch::fence_view_async_shared();  // generic-proxy stores -> visible to wgmma
-      Barrier::arrive(&smem.full[pipe.stage]);
+      TxBarrier::arrive_and_expect_tx(&smem.full[pipe.stage], bytes);
+      cute::SM90_TMA_LOAD_3D::copy(map, &smem.full[pipe.stage], 0, b_buffer(smem, pipe.stage), 0, tile.row0, buf * per);
       pipe.advance();
     }
-    cute::cp_async_wait<0>();  // only empty groups remain
   }
 
-  __device__ static void produce(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, Pipe& pipe) {
-    const ActivationRows act = gemm_activations<kFc1>(p, kFc1 ? p.hidden : p.inter);
-    if (act.fp4) return produce_fp4(act, smem, tile, pipe);
-    const int kblocks = act.K / kKBlock;
+  __device__ static void produce(const MoeParams& p, const Sm90TokenMaps& maps, SharedStorage& smem,
+                                 const ExpertTile& tile, Pipe& pipe) {
+    const int K = kFc1 ? p.hidden : p.inter;
+    if (tma_tokens(p)) {
+      if (threadIdx.x == 0) produce_tma(&maps.map[token_map_index(tile_nb(tile.nrows))], K, smem, tile, pipe);
+      return;
+    }
+    const ActivationRows act = gemm_activations<kFc1>(p, K);
+    const int kblocks = K / kKBlock;
     with_nb(tile.nrows, [&](auto nbc) {
       constexpr int NB = decltype(nbc)::value;
       const int per = blocks_per_buffer(NB);
@@ -242,13 +232,14 @@ struct MoeGemmSm90Ws {
 };
 
 template <class G>
-__global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const MoeParams p) {
+__global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const MoeParams p,
+                                                                          const __grid_constant__ Sm90TokenMaps maps) {
 #if defined(CUTE_ARCH_MMA_SM90A_ENABLED)
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename G::SharedStorage*>(smem_raw);
   if (threadIdx.x == 0) {
     for (int s = 0; s < G::kBStages; ++s) {
-      G::Barrier::init(&smem.full[s], 128);                 // producer threads
+      G::Barrier::init(&smem.full[s], G::tma_tokens(p) ? 1 : 128);  // the TMA thread, or every producer thread
       G::Barrier::init(&smem.empty[s], 128 * G::kConsumers);  // consumer threads
     }
     cutlass::arch::fence_barrier_init();
@@ -259,7 +250,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
     cutlass::arch::warpgroup_reg_dealloc<G::kProducerRegs>();
     pdl_wait();  // the activations come from the previous kernel
     pdl_trigger();
-    for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, smem, s.tile(), pipe);
+    for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, maps, smem, s.tile(), pipe);
   } else {
     cutlass::arch::warpgroup_reg_alloc<G::kConsumerRegs>();
     pdl_wait();  // epilogue writes (pdl.cuh: every thread waits before it exits)
@@ -276,8 +267,14 @@ template <class G>
 cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename G::SharedStorage);
   if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G>>(kSmem); e != cudaSuccess) return e;
+  Sm90TokenMaps maps{};
+  if (G::tma_tokens(p)) {
+    const int K = G::kFc1 ? p.hidden : p.inter;
+    if (const cudaError_t e = encode_token_maps(G::kFc1 ? p.xq : p.act, p.tokens * p.top_k, K, maps); e != cudaSuccess)
+      return e;
+  }
   return launch_kernel(moe_gemm_sm90_ws_kernel<G>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem, stream,
-                       grouped_pdl(p, G::kFc1), p);
+                       grouped_pdl(p, G::kFc1), p, maps);
 }
 
 }  // namespace moe12x

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(kCtaThreads) moe_static_kernel(const MoeParams
     if (el >= 0) atomicAdd(&p.counts[el], 1);
   }
   grid.sync();
-  scan_expert_offsets(p.counts, p.e_local, p.block_n, smem.route.rows, smem.route.tiles, smem.route.warp);
+  scan_expert_offsets(p.counts, p.e_local, p.block_n, p.tile_extra, smem.route.rows, smem.route.tiles, smem.route.warp);
   if (blockIdx.x == 0) publish_tiles(p, smem.route.rows, smem.route.tiles);
   for (int64_t i = gtid / 32; i < pairs; i += gthreads / 32) {
     const int el = local_expert(load_id(p.ids, p.ids64, i), p.local_offset, p.e_local);

@@ -35,6 +35,17 @@ __device__ __forceinline__ uint32_t act_code_pair(uint32_t word, int i, uint32_t
   return bf16x2_mul_exact(mag | sgn, s2);
 }
 
+// One 16-element block (codes in element order, low nibble first; its e4m3 scale code) -> its 16
+// values q * sf * 2^-8 as bf16, element order: the decoded rows the SM90 wgmma kernel loads by TMA.
+__device__ __forceinline__ void decode_fp4_block_bf16(uint2 codes, uint32_t sf_code, uint4 (&out)[2]) {
+  const uint32_t s2 = act_scale_pair(sf_code);
+  uint32_t w[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? codes.x : codes.y, j % 4, s2);
+  out[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  out[1] = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
 // Every mainloop's accumulators start at 0.
 template <int MT, int NB>
 __device__ __forceinline__ void zero_acc(float (&acc)[MT][NB][4]) {

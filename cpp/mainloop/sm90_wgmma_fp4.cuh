@@ -18,6 +18,7 @@
 
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
+#include <cute/arch/mma_sm90_gmma_ext.hpp>  // N = 144, 160 (after mma_sm90_gmma.hpp)
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
 #include <cute/tensor.hpp>
 
@@ -34,6 +35,8 @@ template <> struct RsOp<16> { using type = GMMA::MMA_64x16x16_F32BF16BF16_RS<GMM
 template <> struct RsOp<32> { using type = GMMA::MMA_64x32x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<64> { using type = GMMA::MMA_64x64x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<128> { using type = GMMA::MMA_64x128x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+template <> struct RsOp<144> { using type = GMMA::MMA_64x144x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+template <> struct RsOp<160> { using type = GMMA::MMA_64x160x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 
 // One wgmma m64n(8 NB)k16: d register 4 nb + i is acc[nb][i] (CLayout_64xN value order).
 template <int NB, int... I>
@@ -55,7 +58,8 @@ __device__ __forceinline__ uint64_t step_desc(const uint8_t* base, int j) {
 }  // namespace sm90_detail
 
 struct Sm90WgmmaFp4Block {
-  static constexpr int kMaxNB = 16;       // up to 128 tokens: wgmma N = 8 NB
+  static constexpr int kMaxNB = 20;       // up to 160 tokens: wgmma N = 8 NB (an expert's last
+                                          // tile takes up to 32 rows past 128)
   static constexpr int kMTiles = 2;       // m64 wgmma tiles per warpgroup (2 m16 tiles per warp)
   static constexpr int kStageBlocks = 2;  // weight ring: k64 blocks per stage
   static constexpr int kStages = 4;       // ring stages per warp (3 in flight)

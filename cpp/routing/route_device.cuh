@@ -26,15 +26,15 @@ __device__ __forceinline__ void pack_row_fp4(const MoeParams& p, int64_t row, in
 }
 
 // Block-wide exclusive scan of (rows, tiles) over experts: s_rows[e], s_tiles[e] for e <= E_local
-// (entry E_local holds the totals). counts come from global memory. Any block size that is a
-// multiple of 32, up to 1024.
-__device__ __forceinline__ void scan_expert_offsets(const int* counts, int e_local, int block_n,
+// (entry E_local holds the totals; tiles per expert: expert_tile_count). counts come from global
+// memory. Any block size that is a multiple of 32, up to 1024.
+__device__ __forceinline__ void scan_expert_offsets(const int* counts, int e_local, int block_n, int extra,
                                                     int* s_rows, int* s_tiles, int* s_warp) {
   const int nt = blockDim.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int per = (e_local + nt - 1) / nt;
   const int e0 = min(e_local, tid * per), e1 = min(e_local, e0 + per);
   int r = 0, t = 0;
-  for (int e = e0; e < e1; ++e) { const int c = counts[e]; r += c; t += (c + block_n - 1) / block_n; }
+  for (int e = e0; e < e1; ++e) { const int c = counts[e]; r += c; t += expert_tile_count(c, block_n, extra); }
   int ri = r, ti = t;  // inclusive warp scan
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
@@ -50,7 +50,7 @@ __device__ __forceinline__ void scan_expert_offsets(const int* counts, int e_loc
   for (int e = e0; e < e1; ++e) {
     s_rows[e] = r; s_tiles[e] = t;
     const int c = counts[e];
-    r += c; t += (c + block_n - 1) / block_n;
+    r += c; t += expert_tile_count(c, block_n, extra);
   }
   if (tid == nt - 1) { s_rows[e_local] = r; s_tiles[e_local] = t; }
   __syncthreads();

@@ -6,6 +6,7 @@
 // per pair, so the output is bitwise deterministic and batch invariant anyway.
 #include "common/launchers.hpp"
 #include "common/pdl.cuh"
+#include "mainloop/activation_stage.cuh"  // decode_fp4_block_bf16
 #include "routing/route_device.cuh"
 
 namespace moe12x {
@@ -31,7 +32,7 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(MoeParams p) {
   __syncthreads();
   for (int e = tid; e < p.e_local; e += kRouteThreads) p.counts[e] = hist[e];
   __syncthreads();
-  scan_expert_offsets(p.counts, p.e_local, p.block_n, s_rows, s_tiles, s_warp);
+  scan_expert_offsets(p.counts, p.e_local, p.block_n, p.tile_extra, s_rows, s_tiles, s_warp);
   publish_tiles(p, s_rows, s_tiles);
   for (int e = tid; e < p.e_local; e += kRouteThreads) hist[e] = 0;  // now the scatter cursor
   __syncthreads();
@@ -57,8 +58,8 @@ cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
 // expert's FC1 input scale, so each block is quantized once per distinct scale (once for a
 // shared scale: 8x less work than a warp per row at top_k = 8) and the same codes go to every
 // row. Splitting tokens into 32-block chunks keeps small batches (decode) spread over many
-// warps. Same values as pack_row_fp4, bit for bit (in the prepared word order for the SM90 wgmma
-// kernel: prepare_act_word).
+// warps. Same values as pack_row_fp4, bit for bit (for the SM90 wgmma kernel decoded to bf16,
+// q * sf * 2^-8: the rows its producer loads by TMA).
 __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
@@ -87,6 +88,7 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
     }
     uint2 codes = make_uint2(0u, 0u);
     uint32_t sf = 0;
+    uint4 dec[2] = {};  // sm90_wgmma: the block decoded
     bool have = false;
     float have_gs = 0.0f;
 #pragma unroll 1
@@ -97,12 +99,16 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
       if (!have || __float_as_uint(gs) != __float_as_uint(have_gs)) {
         if (active) {
           sf = nvfp4_quantize_block(raw.h, gs, codes);
-          if (p.sm90_wgmma) codes = make_uint2(prepare_act_word(codes.x), prepare_act_word(codes.y));
+          if (p.sm90_wgmma) decode_fp4_block_bf16(codes, sf, dec);
         }
         have = true;
         have_gs = gs;
       }
-      if (active) {
+      if (active && p.sm90_wgmma) {
+        uint4* dst = reinterpret_cast<uint4*>(p.xq + (int64_t(row) * p.hidden + b * 16) * 2);
+        dst[0] = dec[0];
+        dst[1] = dec[1];
+      } else if (active) {
         *reinterpret_cast<uint2*>(p.xq + int64_t(row) * (p.hidden / 2) + b * 8) = codes;
         p.xq_sf[int64_t(row) * (p.hidden / 16) + b] = uint8_t(sf);
       }
