@@ -13,12 +13,11 @@
 namespace moe12x {
 
 constexpr int kTokenMapMaxNB = 20;  // 160 rows: a token buffer
-constexpr int kTokenMapWidths[] = {1, 2, 4, 8, 16, 18, 20};
+constexpr int kTokenMapWidths[] = {1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20};  // the wgmma N / 8 instantiated
 constexpr int kTokenMaps = sizeof(kTokenMapWidths) / sizeof(int);
 
-MOE12X_HD constexpr int token_map_index(int nb) {
-  return nb <= 1 ? 0 : nb <= 2 ? 1 : nb <= 4 ? 2 : nb <= 8 ? 3 : nb <= 16 ? 4 : nb <= 18 ? 5 : 6;
-}
+MOE12X_HD constexpr int token_map_index(int nb) { return nb <= 2 ? nb - 1 : nb / 2; }  // nb in kTokenMapWidths
+static_assert(token_map_index(20) == kTokenMaps - 1 && token_map_index(4) == 2, "one map per width");
 
 struct Sm90TokenMaps {  // CUtensorMap carries its own (64-B or more) alignment
   CUtensorMap map[kTokenMaps];

@@ -77,28 +77,34 @@ struct MoeGemmSm90Ws {
     }
   };
 
-  // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates (token_map_index).
+  // Tile width in n8 tiles, rounded up to a wgmma N the mainloop instantiates (kTokenMapWidths):
+  // 1, 2, 4, then every even count up to kTileNB (20 with the last tile's extra rows).
   __host__ __device__ static int tile_nb(int nrows) {
     const int nb = (nrows + 7) / 8;
-    return nb <= 1 ? 1 : nb <= 2 ? 2 : nb <= 4 ? 4 : nb <= 8 || kTileNB == 8 ? 8 : nb <= 16 ? 16 : nb <= 18 ? 18 : 20;
+    const int w = nb <= 2 ? nb : nb <= 4 ? 4 : (nb + 1) & ~1;
+    return kTileNB == 8 && w > 8 ? 8 : w;
   }
+  template <int NB, class F>
+  __device__ __forceinline__ static void call_nb(F&& f) { f(std::integral_constant<int, NB>{}); }
   template <class F>
-  __device__ static void with_nb(int nrows, F&& f) {
+  __device__ __forceinline__ static void with_nb(int nrows, F&& f) {
     switch (tile_nb(nrows)) {
-      case 1: return f(std::integral_constant<int, 1>{});
-      case 2: return f(std::integral_constant<int, 2>{});
-      case 4: return f(std::integral_constant<int, 4>{});
-      case 8: return f(std::integral_constant<int, 8>{});
-      default:
-        if constexpr (kTileNB == 16) {
-          switch (tile_nb(nrows)) {
-            case 16: return f(std::integral_constant<int, 16>{});
-            case 18: return f(std::integral_constant<int, 18>{});
-            default: return f(std::integral_constant<int, 20>{});
-          }
-        } else {
-          return f(std::integral_constant<int, 8>{});
-        }
+      case 1: return call_nb<1>(f);
+      case 2: return call_nb<2>(f);
+      case 4: return call_nb<4>(f);
+      case 6: return call_nb<6>(f);
+      case 8: return call_nb<8>(f);
+      default: break;
+    }
+    if constexpr (kTileNB == 16) {
+      switch (tile_nb(nrows)) {
+        case 10: return call_nb<10>(f);
+        case 12: return call_nb<12>(f);
+        case 14: return call_nb<14>(f);
+        case 16: return call_nb<16>(f);
+        case 18: return call_nb<18>(f);
+        default: return call_nb<20>(f);
+      }
     }
   }
   // A token buffer holds kMaxNB / nb k64 blocks of a narrower tile: one full/empty handshake (and
@@ -110,7 +116,7 @@ struct MoeGemmSm90Ws {
   // TMA: one elected thread arms the buffer's full barrier with the box's bytes and issues the box
   // (64 k x 8 nb rows x kMaxNB / nb blocks, common/token_maps.hpp); rows past the tile are the
   // next expert's (or zero past the packed rows) and their accumulator columns are dropped.
-  __device__ static void produce_tma(const CUtensorMap* map, int K, SharedStorage& smem, const ExpertTile& tile,
+  __device__ __forceinline__ static void produce_tma(const CUtensorMap* map, int K, SharedStorage& smem, const ExpertTile& tile,
                                      Pipe& pipe) {
     const int nb = tile_nb(tile.nrows), per = blocks_per_buffer(nb);
     const int kblocks = K / kKBlock, nbuf = (kblocks + per - 1) / per;
@@ -123,7 +129,7 @@ struct MoeGemmSm90Ws {
     }
   }
 
-  __device__ static void produce(const MoeParams& p, const Sm90TokenMaps& maps, SharedStorage& smem,
+  __device__ __forceinline__ static void produce(const MoeParams& p, const Sm90TokenMaps& maps, SharedStorage& smem,
                                  const ExpertTile& tile, Pipe& pipe) {
     const int K = kFc1 ? p.hidden : p.inter;
     if (tma_tokens(p)) {
@@ -148,7 +154,7 @@ struct MoeGemmSm90Ws {
 
   // ---- consumers: weight ring, dequantization, wgmma, epilogue ----
   template <int NB>
-  __device__ static void consume_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
+  __device__ __forceinline__ static void consume_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
                                     const uint8_t* codes, const uint8_t* scales, int K, int row0,
                                     int mtiles, int cwarp, Pipe& pipe) {
     using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
@@ -216,7 +222,7 @@ struct MoeGemmSm90Ws {
     if (mtiles > 0) Epilogue::template apply_staged<NB>(p, tile, row0, acc, reinterpret_cast<float*>(ring));
   }
 
-  __device__ static void consume(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, int mblock,
+  __device__ __forceinline__ static void consume(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, int mblock,
                                  Pipe& pipe) {
     const int cwarp = threadIdx.x / 32 - 4;  // 0 .. 4 kConsumers - 1
     const int row0 = mblock * kItemRows + cwarp * 2 * kWarpRows;

@@ -18,7 +18,7 @@
 
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/arch/mma_sm90_gmma.hpp>
-#include <cute/arch/mma_sm90_gmma_ext.hpp>  // N = 144, 160 (after mma_sm90_gmma.hpp)
+#include <cute/arch/mma_sm90_gmma_ext.hpp>  // N = 48, 80, 112, 144, 160 (after mma_sm90_gmma.hpp)
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
 #include <cute/tensor.hpp>
 
@@ -34,6 +34,10 @@ template <> struct RsOp<8> { using type = GMMA::MMA_64x8x16_F32BF16BF16_RS<GMMA:
 template <> struct RsOp<16> { using type = GMMA::MMA_64x16x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<32> { using type = GMMA::MMA_64x32x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<64> { using type = GMMA::MMA_64x64x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+template <> struct RsOp<48> { using type = GMMA::MMA_64x48x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+template <> struct RsOp<80> { using type = GMMA::MMA_64x80x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+template <> struct RsOp<96> { using type = GMMA::MMA_64x96x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
+template <> struct RsOp<112> { using type = GMMA::MMA_64x112x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<128> { using type = GMMA::MMA_64x128x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<144> { using type = GMMA::MMA_64x144x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
 template <> struct RsOp<160> { using type = GMMA::MMA_64x160x16_F32BF16BF16_RS<GMMA::Major::K, GMMA::Major::K>; };
