@@ -45,7 +45,7 @@ struct Fc2WeightedStoreEpilogue {
   // epilogue). apply() issues 4-byte stores (8 lanes per 32-B row segment) after two dependent
   // global loads per column. Here acc * beta goes to the warp's scratch as token rows of the
   // warp's 32 features, and each token's 128 B leave as eight 16-B stores (w * value, as in
-  // apply()); slot indices and routing weights are loaded once per 64 tokens and shuffled.
+  // apply()); slot indices and routing weights are loaded once per item and shuffled.
   static constexpr int kScratchStride = 36;  // floats per token row: 2 t S + g distinct banks on
                                              // write (S = 4 mod 16), 16-B reads conflict-free
   static constexpr int kScratchBytes = 64 * kScratchStride * 4;
@@ -57,19 +57,28 @@ struct Fc2WeightedStoreEpilogue {
     const float beta = acc_scale(p, el);
     constexpr int kPassNB = NB < 8 ? NB : 8;  // passes of 8 n8 tiles; the last may be narrower (NB 18, 20)
     constexpr int kPassTok = kPassNB * 8;
+    constexpr int kPasses = (NB + kPassNB - 1) / kPassNB;
     const int chunk = lane & 7;  // 4 features of the warp's 32
     const int h0 = warp_row0 + 4 * chunk;
+    // Slots and routing weights of every pass first: two dependent round trips per item instead
+    // of two per pass (one CTA per SM: nothing else hides them).
+    int prs[kPasses][2];
+    float wrs[kPasses][2];
 #pragma unroll
-    for (int pass = 0; pass < (NB + kPassNB - 1) / kPassNB; ++pass) {
-      int pr[2];
-      float wr[2];
+    for (int pass = 0; pass < kPasses; ++pass)
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         const int col = pass * kPassTok + lane + 32 * j;
-        pr[j] = lane + 32 * j < kPassTok && col < tile.nrows ? p.row_pair[tile.row0 + col] : -1;
+        prs[pass][j] = lane + 32 * j < kPassTok && col < tile.nrows ? p.row_pair[tile.row0 + col] : -1;
       }
 #pragma unroll
-      for (int j = 0; j < 2; ++j) wr[j] = pr[j] >= 0 ? load_weight(p.topk_w, p.w_bf16, pr[j]) : 0.0f;
+    for (int pass = 0; pass < kPasses; ++pass)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wrs[pass][j] = prs[pass][j] >= 0 ? load_weight(p.topk_w, p.w_bf16, prs[pass][j]) : 0.0f;
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int(&pr)[2] = prs[pass];
+      const float(&wr)[2] = wrs[pass];
       __syncwarp();  // the previous pass's reads are done
 #pragma unroll
       for (int nbl = 0; nbl < kPassNB; ++nbl)
