@@ -19,7 +19,8 @@
 //   kTma:   (with kLoads) the token tile comes as bf16 rows (the FP4 values decoded once, ahead of
 //           the GEMM) through TMA: 1: one SW128 box of 64 k x 8 (kNB + kX) rows per block, one
 //           thread arms the full barrier and issues it; 2: boxes of 8 rows, one per lane of a
-//           producer warp (one tensor map for every tile width). The producer decodes nothing.
+//           producer warp (one tensor map for every tile width); 3: as 1, each box loaded twice
+//           (the L2 traffic of a token tile per consumer warpgroup). The producer decodes nothing.
 // Global memory only with kLoads. One CTA per SM; prints TFLOP/s over the grid.
 //   nvcc -std=c++17 -O3 -arch=sm_90a --expt-relaxed-constexpr -I<cutlass>/include -Icpp \
 //        bench/micro/sm90_ws_ladder.cu -o ws_ladder && ./ws_ladder
@@ -119,10 +120,12 @@ __global__ void __launch_bounds__(128 * (kC + 1), 1) ladder_kernel(int blocks, f
     int stage = 0;
     uint32_t phase = 0;
     for (int kb = 0; kb < blocks && kTma; ++kb) {  // one thread: arm the barrier, one TMA per block
-      if (kTma == 1 && r == 0) {
+      if ((kTma == 1 || kTma == 3) && r == 0) {
         Barrier::wait(&s.empty[stage], phase ^ 1u);
-        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&s.full[stage], 8 * (kNB + kX) * 128);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&s.full[stage], (kTma == 3 ? 2 : 1) * 8 * (kNB + kX) * 128);
         cute::SM90_TMA_LOAD_2D::copy(&tmap, &s.full[stage], 0, s.bbuf(stage), (kb & 4095) * 64, 0);
+        if (kTma == 3)  // the same box again: twice the L2 -> SM token traffic (a token tile per warpgroup)
+          cute::SM90_TMA_LOAD_2D::copy(&tmap, &s.full[stage], 0, s.bbuf(stage), (kb & 4095) * 64, 0);
       } else if (kTma == 2 && r < 32) {
         Barrier::wait(&s.empty[stage], phase ^ 1u);
         if (r == 0) cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&s.full[stage], 8 * (kNB + kX) * 128);
@@ -354,6 +357,9 @@ int main(int argc, char** argv) {  // [name substring] [k64 blocks per CTA]: one
   rc |= run<true, true, false, false, true, 17, 2, 2, 0, 1>("TMA bf16 tokens, 136 tokens, one wgmma", sms, sink, wq, act);
   rc |= run<true, true, false, false, true, 18, 2, 2, 0, 1>("TMA bf16 tokens, 144 tokens, one wgmma", sms, sink, wq, act);
   rc |= run<true, true, false, false, true, 20, 2, 2, 0, 1>("TMA bf16 tokens, 160 tokens, one wgmma", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 16, 2, 2, 0, 3>("TMA bf16 tokens twice, 128 tokens", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 20, 2, 2, 0, 3>("TMA bf16 tokens twice, 160 tokens, one wgmma", sms, sink, wq, act);
+  rc |= run<true, true, false, false, true, 8, 2, 2, 0, 3>("TMA bf16 tokens twice, 64 tokens", sms, sink, wq, act);
   rc |= run<true, true, false, false, true, 16, 2, 2, 0, 2>("TMA 8-row boxes, 128 tokens", sms, sink, wq, act);
   rc |= run<true, true, false, false, true, 4, 2, 2, 0, 2>("TMA 8-row boxes, 32 tokens", sms, sink, wq, act);
   rc |= run<true, true, false, false, true, 4, 3, 2, 0, 2>("TMA 8-row boxes, 32 tokens, 3 consumer WGs", sms, sink, wq, act);
