@@ -1,5 +1,7 @@
 #include "common/token_maps.hpp"
 
+#include <mutex>
+
 namespace moe12x {
 
 namespace {
@@ -23,7 +25,7 @@ EncodeTiled encoder() {
 }
 }  // namespace
 
-cudaError_t encode_token_maps(const void* base, int64_t rows, int K, Sm90TokenMaps& maps) {
+static cudaError_t encode_uncached(const void* base, int64_t rows, int K, Sm90TokenMaps& maps) {
   const EncodeTiled encode = encoder();
   if (!encode) return cudaErrorNotSupported;
   // dims (k in block, row, block); strides of row and block in bytes (the block stride, 128 B, is
@@ -39,6 +41,36 @@ cudaError_t encode_token_maps(const void* base, int64_t rows, int K, Sm90TokenMa
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
       return cudaErrorInvalidValue;
   }
+  return cudaSuccess;
+}
+
+// A map describes only (address, shape): the last few are kept, so a layer's repeated calls (the
+// same workspace, the same T) skip the 2 x 11 encodes. Any thread, any device: keyed by address.
+cudaError_t encode_token_maps(const void* base, int64_t rows, int K, Sm90TokenMaps& maps) {
+  struct Entry {
+    const void* base = nullptr;
+    int64_t rows = 0;
+    int K = 0;
+    Sm90TokenMaps maps;
+  };
+  static std::mutex mu;
+  static Entry cache[8];
+  static unsigned next = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const Entry& e : cache)
+      if (e.base == base && e.rows == rows && e.K == K) {
+        maps = e.maps;
+        return cudaSuccess;
+      }
+  }
+  if (const cudaError_t e = encode_uncached(base, rows, K, maps); e != cudaSuccess) return e;
+  std::lock_guard<std::mutex> lock(mu);
+  Entry& e = cache[next++ % 8];
+  e.base = base;
+  e.rows = rows;
+  e.K = K;
+  e.maps = maps;
   return cudaSuccess;
 }
 
