@@ -66,6 +66,11 @@ MOE12X_HD inline int expert_tile_count(int c, int block_n, int extra) {
   const int t = (c - extra + block_n - 1) / block_n;
   return t > 1 ? t : 1;
 }
+// Rows of the tile that starts with `left` of its expert's rows to go: all of them if they fit the
+// last tile (expert_tile_count leaves a non-last tile more than block_n + extra), else block_n.
+MOE12X_HD inline int expert_tile_rows(int left, int block_n, int extra) {
+  return left <= block_n + extra ? left : block_n;
+}
 
 inline int64_t max_tiles_for(int64_t pairs, int e_local, int block_n) {
   const int64_t by_rows = (pairs + block_n - 1) / block_n + e_local;

@@ -15,12 +15,9 @@ struct ExpertTile {
   int nrows;   // valid rows, <= block_n (<= block_n + tile_extra for an expert's last tile)
 };
 
-// The expert's rows left from row0: all of them if they fit the last tile (expert_tile_count
-// guarantees a non-last tile leaves more than block_n + tile_extra), else block_n.
 __device__ __forceinline__ ExpertTile load_tile(const MoeParams& p, int idx) {
   const int2 t = p.tiles[idx];
-  const int n = p.offsets[t.x + 1] - t.y;
-  return ExpertTile{t.x, t.y, n <= p.block_n + p.tile_extra ? n : p.block_n};
+  return ExpertTile{t.x, t.y, expert_tile_rows(p.offsets[t.x + 1] - t.y, p.block_n, p.tile_extra)};
 }
 
 struct GridTileScheduler {

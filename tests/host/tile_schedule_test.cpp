@@ -1,0 +1,104 @@
+// Host checks of the routed-tile arithmetic and the workspace layout (common/params.hpp,
+// common/token_maps.hpp), run by tests/test_tile_schedule.py:
+// - expert_tile_count / expert_tile_rows (the route kernel's tile list, load_tile): the tiles of
+//   an expert cover its rows once, in order; only the last may exceed block_n (by <= extra); the
+//   extra never adds a tile;
+// - workspace_layout: buffers in bounds and disjoint, the decoded layout (SM90 wgmma kernel)
+//   also holding the NVFP4 one, the packed FC1 input inside y, sizes non-decreasing in T;
+// - token_map_index: one TMA map per instantiated tile width.
+#include <cstdio>
+#include <vector>
+
+#include "common/params.hpp"
+#include "common/token_maps.hpp"
+
+using namespace moe12x;
+
+static int failures = 0;
+#define CHECK(cond, ...)                          \
+  do {                                            \
+    if (!(cond)) {                                \
+      if (++failures <= 20) {                     \
+        std::printf("FAIL %s: ", #cond);          \
+        std::printf(__VA_ARGS__);                 \
+        std::printf("\n");                        \
+      }                                           \
+    }                                             \
+  } while (0)
+
+static void check_tiles() {
+  const int cases[][2] = {{64, 0}, {128, 0}, {128, 32}, {16, 0}, {32, 0}};
+  for (const auto& bc : cases) {
+    const int bn = bc[0], extra = bc[1];
+    for (int c = 0; c <= 3000; ++c) {
+      const int tiles = expert_tile_count(c, bn, extra);
+      CHECK(tiles <= (c + bn - 1) / bn, "c=%d bn=%d extra=%d: %d tiles", c, bn, extra, tiles);
+      int covered = 0;
+      for (int t = 0; t < tiles; ++t) {
+        const int row0 = t * bn;  // publish_tiles
+        CHECK(row0 == covered, "c=%d bn=%d extra=%d tile %d starts at %d, covered %d", c, bn, extra, t, row0, covered);
+        const int n = expert_tile_rows(c - row0, bn, extra);
+        const bool last = t == tiles - 1;
+        CHECK(n >= 1 && n <= bn + extra, "c=%d tile %d: %d rows", c, t, n);
+        CHECK(last || n == bn, "c=%d bn=%d extra=%d: tile %d of %d has %d rows", c, bn, extra, t, tiles, n);
+        covered += n;
+      }
+      CHECK(covered == c, "c=%d bn=%d extra=%d: tiles cover %d rows", c, bn, extra, covered);
+    }
+  }
+}
+
+static bool disjoint(size_t a, size_t an, size_t b, size_t bn) { return a + an <= b || b + bn <= a; }
+
+static void check_workspace() {
+  const int shapes[][4] = {{256, 8, 7168, 2048}, {128, 8, 2048, 768}, {128, 4, 2880, 2880}, {8, 2, 128, 64},
+                           {64, 1, 64, 64}};
+  for (const auto& s : shapes) {
+    const int e = s[0], k = s[1], H = s[2], I = s[3];
+    for (const bool fp4 : {true, false})
+      for (const bool decoded : {false, true}) {
+        size_t prev = 0;
+        for (int64_t T = 1; T <= 20000; T = T < 64 ? T + 1 : T * 5 / 4) {
+          const WorkspaceLayout w = workspace_layout(T, k, e, H, I, fp4, decoded);
+          const size_t P = size_t(w.pairs);
+          CHECK(w.bytes >= prev, "T=%lld: %zu bytes after %zu", (long long)T, w.bytes, prev);
+          prev = w.bytes;
+          const size_t y_end = w.y + P * H * 4;
+          CHECK(y_end <= w.bytes, "T=%lld: y past the end", (long long)T);
+          const size_t act_bytes = fp4 && !decoded ? P * I / 2 : P * I * 2;
+          CHECK(w.act + act_bytes <= w.y, "T=%lld: act overlaps y", (long long)T);
+          CHECK(disjoint(w.act, act_bytes, w.pair_row, P * 4) && w.pair_row + P * 4 <= w.act, "T=%lld: act / routing",
+                (long long)T);
+          if (fp4) {
+            // the NVFP4 codes and scales (any kernel) and, when decoded, the bf16 rows
+            CHECK(w.act_sf >= w.act + P * I / 2 && w.act_sf + P * I / 16 <= w.y, "T=%lld decoded=%d: act_sf",
+                  (long long)T, int(decoded));
+            CHECK(w.xq == w.y && w.xq_sf >= w.xq + P * H / 2 && w.xq_sf + P * H / 16 <= w.bytes,
+                  "T=%lld: xq codes / scales inside y", (long long)T);
+            if (decoded) CHECK(w.xq + P * H * 2 <= w.bytes, "T=%lld: decoded xq inside y", (long long)T);
+          }
+        }
+      }
+  }
+}
+
+static void check_token_maps() {
+  for (int i = 0; i < kTokenMaps; ++i) {
+    const int nb = kTokenMapWidths[i];
+    CHECK(token_map_index(nb) == i, "width %d -> map %d", nb, token_map_index(nb));
+    CHECK(nb <= kTokenMapMaxNB && 8 * nb * (kTokenMapMaxNB / nb) <= 8 * kTokenMapMaxNB, "width %d: box fits a buffer", nb);
+    CHECK(8 * nb <= 256 && kTokenMapMaxNB / nb <= 256, "width %d: TMA box dims <= 256", nb);
+  }
+}
+
+int main() {
+  check_tiles();
+  check_workspace();
+  check_token_maps();
+  if (failures) {
+    std::printf("%d check(s) failed\n", failures);
+    return 1;
+  }
+  std::printf("all checks passed\n");
+  return 0;
+}
