@@ -5,22 +5,15 @@ TMA map per tile width, as the host program tests/host/tile_schedule_test.cpp co
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 
-import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import host_build  # noqa: E402
 
 
 def test_tile_schedule_and_workspace_layout(tmp_path):
-    nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
-    if not nvcc:
-        pytest.skip("nvcc not found: the check is a CUDA host program")
-    exe = str(tmp_path / "tile_schedule_test")
-    subprocess.run([nvcc, "-std=c++17", "-x", "c++", "-I", os.path.join(ROOT, "cpp"), "-o", exe,
-                    os.path.join(HERE, "host", "tile_schedule_test.cpp")], check=True, timeout=300)
+    exe = host_build.build("host/tile_schedule_test.cpp", str(tmp_path / "tile_schedule_test"), flags=("-x", "c++"))
     out = subprocess.run([exe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all checks passed" in out.stdout.lower(), out.stdout

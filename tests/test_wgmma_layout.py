@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
+import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import host_build  # noqa: E402
 
 
 def _cutlass_include() -> str | None:
@@ -34,15 +34,12 @@ def _cutlass_include() -> str | None:
 
 @pytest.mark.parametrize("program", ["wgmma_layout_test", "sm120_fp4_layout_test"])
 def test_layouts_match_cute(program, tmp_path):
-    nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
-    if not nvcc:
-        pytest.skip("nvcc not found: the layout checks are CUDA host programs")
+    host_build.nvcc_or_skip("the layout checks")
     inc = _cutlass_include()
     if not inc:
         pytest.skip("CUTLASS headers not found: set MOE12X_CUTLASS_DIR or pip install nvidia-cutlass==4.2.0.0")
-    exe = str(tmp_path / program)
-    subprocess.run([nvcc, "-std=c++17", "--expt-relaxed-constexpr", "-I", inc, "-I", os.path.join(ROOT, "cpp"),
-                    "-o", exe, os.path.join(HERE, "host", program + ".cu")], check=True, timeout=600)
+    exe = host_build.build(f"host/{program}.cu", str(tmp_path / program), includes=(inc,),
+                           flags=("--expt-relaxed-constexpr",), what="the layout checks")
     out = subprocess.run([exe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all checks passed" in out.stdout.lower(), out.stdout
