@@ -18,7 +18,8 @@ cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 #ifdef MOE12X_HAS_SM90_WGMMA
 // Warp-specialized wgmma kernel (kernel/moe_gemm_sm90_ws.cuh) with 2 consumer warpgroups, tiles of
-// up to 128 rows (gemm_sm90_wgmma.cu), or 3, tiles of up to 64 rows (gemm_sm90_wgmma_narrow.cu).
+// up to 128 rows, 160 for an expert's last (gemm_sm90_wgmma.cu), or 3, tiles of up to 64 rows
+// (gemm_sm90_wgmma_narrow.cu).
 template <int kConsumers>
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 template <int kConsumers>
@@ -40,10 +41,11 @@ inline int choose_grouped_block_n(int64_t pairs, int e_local) {
   return mean <= 8 ? 16 : mean <= 16 ? 32 : 64;
 }
 
-// SM90: the warp-specialized wgmma kernels (tiles of <= 128 rows, 256-row items; <= 64 rows,
-// 384-row items) where they measured faster than the mma.sync kernels on an H200 (bench/NOTES.md
-// v12, v18, v19): FP4 activations (their bf16 token stage is a plain synchronous copy, not yet
-// pipelined) and >= 16 routed rows per expert (v19 at 16: 1.05x the mma.sync kernel; at 24: 1.25-1.3x).
+// SM90: the warp-specialized wgmma kernels (tiles of <= 128 rows, 160 for an expert's last,
+// 256-row items; <= 64 rows, 384-row items) where they measured faster than the mma.sync kernels
+// on an H200 (bench/NOTES.md v12, v18, v19): FP4 activations (with act "none" FC1 gathers bf16
+// rows of x through a synchronous copy) and >= 16 routed rows per expert (v19 at 16: 1.05x the
+// mma.sync kernel; at 24: 1.25-1.3x).
 inline bool choose_sm90_wgmma(int64_t pairs, int e_local, bool act_fp4) {
   return act_fp4 && mean_rows_per_active_expert(pairs, e_local) >= 16;
 }

@@ -1,5 +1,5 @@
 // Grouped FC1 / FC2 on the warp-specialized SM90a wgmma kernel (kernel/moe_gemm_sm90_ws.cuh), tiles
-// of up to 128 tokens. CMake compiles the gemm_sm90_wgmma*.cu TUs only when 90a is in
+// of up to 128 tokens (160 for an expert's last). CMake compiles the gemm_sm90_wgmma*.cu TUs only when 90a is in
 // MOE12X_CUDA_ARCHITECTURES and then defines MOE12X_HAS_SM90_WGMMA; c_api.cpp takes the kernel on
 // compute capability 9.x devices (choose_sm90_wgmma, MOE12X_SM90_WGMMA). On any other compiled
 // target the kernel body is a trap.

@@ -121,8 +121,10 @@ __host__ __device__ __forceinline__ uint32_t sw128_k_offset(int n, int k) {  // 
 }
 
 // One FP4 token row's k64 block (32 code bytes in prepare_act_word order, 4 scale codes) -> row n
-// of a GMMA block at blk: the SM90 wgmma kernel's producer step (the same values as every other
-// stage; prepared_a_bits costs 8 integer ops per 8 codes where act_code_pair costs 20).
+// of a GMMA block at blk: the SM90 wgmma kernel's producer step in v17-v20 (the same values as
+// every other stage; prepared_a_bits costs 8 integer ops per 8 codes where act_code_pair costs
+// 20). Since v21 the kernel loads decode_fp4_block_bf16's rows by TMA; the ladder
+// (bench/micro/sm90_ws_ladder.cu) still measures this step.
 __device__ __forceinline__ void stage_fp4_row_gmma(const uint4 (&codes)[2], uint32_t sf4, int n, uint8_t* blk) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -145,8 +147,8 @@ __device__ __forceinline__ void stage_fp4_row_gmma(const uint4 (&codes)[2], uint
 
 // Stages bf16 token rows (act_quant = none) [row0, row0 + BN) x K [k0, k0 + kc) (kc a multiple of
 // 64) as kc / 64 GMMA blocks of BN * 128 bytes at `smem`: the values of stage_activations in the
-// SW128 order. (FP4 rows reach the wgmma kernel as prepared words, through its producer's raw
-// ring and stage_fp4_row_gmma.) Synchronous loads.
+// SW128 order: the wgmma kernel's FC1 gather of x (act "none"; every other token tile comes by
+// TMA). Synchronous loads.
 template <int BN, int kThreads, int kUnroll = 4>
 __device__ __forceinline__ void stage_activations_gmma(const ActivationRows& a, int row0, int nrows,
                                                        int k0, int kc, uint8_t* smem) {
