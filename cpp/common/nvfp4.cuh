@@ -176,7 +176,8 @@ __host__ __device__ __forceinline__ uint32_t pack_prepared_word(const uint32_t (
 // FP4 activation word (8 codes of one row, k ascending, low nibble first) -> the prepared bit
 // order: prepared_a_bits then yields the bf16x2 pairs (k0,k1), (k2,k3), (k4,k5), (k6,k7), the
 // same bits act_code_pair extracts one byte at a time (8 integer ops per word instead of 20).
-// Written by the pack kernel and the staged FC1 epilogue for the SM90 wgmma kernel's producer.
+// The SM90 wgmma kernel's token form in v17-v20; since v21 only the ladder
+// (bench/micro/sm90_ws_ladder.cu, stage_fp4_row_gmma) and tests/dequant_layout_check.cu use it.
 __host__ __device__ __forceinline__ uint32_t prepare_act_word(uint32_t w) {
   const uint32_t r[4] = {e2m1_pair_bits(w & 0xFFu), e2m1_pair_bits((w >> 8) & 0xFFu),
                          e2m1_pair_bits((w >> 16) & 0xFFu), e2m1_pair_bits(w >> 24)};

@@ -23,9 +23,8 @@ EncodeTiled encoder() {
   }();
   return fn;
 }
-}  // namespace
 
-static cudaError_t encode_uncached(const void* base, int64_t rows, int K, Sm90TokenMaps& maps) {
+cudaError_t encode_uncached(const void* base, int64_t rows, int K, Sm90TokenMaps& maps) {
   const EncodeTiled encode = encoder();
   if (!encode) return cudaErrorNotSupported;
   // dims (k in block, row, block); strides of row and block in bytes (the block stride, 128 B, is
@@ -43,6 +42,7 @@ static cudaError_t encode_uncached(const void* base, int64_t rows, int K, Sm90To
   }
   return cudaSuccess;
 }
+}  // namespace
 
 // A map describes only (address, shape): the last few are kept, so a layer's repeated calls (the
 // same workspace, the same T) skip the 2 x 11 encodes. Any thread, any device: keyed by address.

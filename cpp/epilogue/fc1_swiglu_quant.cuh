@@ -131,21 +131,18 @@ struct Fc1SwigluQuantEpilogue {
           v[4 * j] = q.x, v[4 * j + 1] = q.y, v[4 * j + 2] = q.z, v[4 * j + 3] = q.w;
         }
         const int64_t row = int64_t(tile.row0) + col;
-        uint4* dst = reinterpret_cast<uint4*>(reinterpret_cast<uint16_t*>(p.act) + row * p.inter + f0);
+        uint16_t* dst = reinterpret_cast<uint16_t*>(p.act) + row * p.inter + f0;
+        uint32_t w[8];  // the 16 values as bf16
         if (p.act_fp4) {
           // only the SM90 wgmma kernel stages through here: its FC2 loads the decoded values by TMA
           uint2 codes;
           const uint32_t sf = nvfp4_quantize_block(v, gs_out, codes);
-          uint4 dec[2];
-          decode_fp4_block_bf16(codes, sf, dec);
-          dst[0] = dec[0];
-          dst[1] = dec[1];
+          decode_fp4_block_bf16(codes, sf, w);
+          store_bf16x16(dst, w);
         } else {
-          uint32_t h[8];
 #pragma unroll
-          for (int j = 0; j < 8; ++j) h[j] = uint32_t(float_to_bf16(v[2 * j])) | (uint32_t(float_to_bf16(v[2 * j + 1])) << 16);
-          dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
-          dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
+          for (int j = 0; j < 8; ++j) w[j] = uint32_t(float_to_bf16(v[2 * j])) | (uint32_t(float_to_bf16(v[2 * j + 1])) << 16);
+          store_bf16x16(dst, w);
         }
       }
     }

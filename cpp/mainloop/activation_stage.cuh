@@ -36,14 +36,19 @@ __device__ __forceinline__ uint32_t act_code_pair(uint32_t word, int i, uint32_t
 }
 
 // One 16-element block (codes in element order, low nibble first; its e4m3 scale code) -> its 16
-// values q * sf * 2^-8 as bf16, element order: the decoded rows the SM90 wgmma kernel loads by TMA.
-__device__ __forceinline__ void decode_fp4_block_bf16(uint2 codes, uint32_t sf_code, uint4 (&out)[2]) {
+// values q * sf * 2^-8 as 8 bf16x2 words (word p = elements 2p, 2p+1): every FP4 token stage, and
+// the decoded rows the SM90 wgmma kernel loads by TMA.
+__device__ __forceinline__ void decode_fp4_block_bf16(uint2 codes, uint32_t sf_code, uint32_t (&w)[8]) {
   const uint32_t s2 = act_scale_pair(sf_code);
-  uint32_t w[8];
 #pragma unroll
   for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? codes.x : codes.y, j % 4, s2);
-  out[0] = make_uint4(w[0], w[1], w[2], w[3]);
-  out[1] = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
+// 16 bf16 values (8 words) -> 32 B at dst (16-B aligned).
+__device__ __forceinline__ void store_bf16x16(void* dst, const uint32_t (&w)[8]) {
+  uint4* d = reinterpret_cast<uint4*>(dst);
+  d[0] = make_uint4(w[0], w[1], w[2], w[3]);
+  d[1] = make_uint4(w[4], w[5], w[6], w[7]);
 }
 
 // Every mainloop's accumulators start at 0.
@@ -95,9 +100,7 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
       if (a.fp4) {
         const int64_t row = row0 + r;
         const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
-        const uint32_t s2 = act_scale_pair(a.scales[row * (a.K / 16) + (k0 / 16) + b]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) w[j] = act_code_pair(j < 4 ? q.x : q.y, j % 4, s2);
+        decode_fp4_block_bf16(q, a.scales[row * (a.K / 16) + (k0 / 16) + b], w);
       } else {
         const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
         const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);

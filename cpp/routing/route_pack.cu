@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
     }
     uint2 codes = make_uint2(0u, 0u);
     uint32_t sf = 0;
-    uint4 dec[2] = {};  // sm90_wgmma: the block decoded
+    uint32_t dec[8] = {};  // sm90_wgmma: the block decoded
     bool have = false;
     float have_gs = 0.0f;
 #pragma unroll 1
@@ -105,9 +105,7 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
         have_gs = gs;
       }
       if (active && p.sm90_wgmma) {
-        uint4* dst = reinterpret_cast<uint4*>(p.xq + (int64_t(row) * p.hidden + b * 16) * 2);
-        dst[0] = dec[0];
-        dst[1] = dec[1];
+        store_bf16x16(p.xq + (int64_t(row) * p.hidden + b * 16) * 2, dec);
       } else if (active) {
         *reinterpret_cast<uint2*>(p.xq + int64_t(row) * (p.hidden / 2) + b * 8) = codes;
         p.xq_sf[int64_t(row) * (p.hidden / 16) + b] = uint8_t(sf);
