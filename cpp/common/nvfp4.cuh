@@ -74,6 +74,11 @@ __device__ __forceinline__ float div_rn_unchecked(float a, float b, bool& ok) {
   return zero ? a : fmaf(y, r, q);  // 0 / b = a, sign included
 }
 
+// The callers' rare fallback, out of line: a division inlined is ~15 instructions plus the
+// slow-path call, and the fallback batches were a large share of the SASS of kernels that
+// unroll them per tile width (instruction-fetch stalls, bench/NOTES.md v24).
+static __device__ __noinline__ float div_rn_cold(float a, float b) { return __fdiv_rn(a, b); }
+
 // ---- block quantization (SPEC §2, exact op order) -------------------------------------------
 struct BlockScale {
   uint32_t sf;    // e4m3 byte
@@ -110,7 +115,7 @@ __device__ __forceinline__ uint32_t nvfp4_quantize_block(const float (&v)[16], f
     for (int i = 0; i < 16; ++i) q[i] = div_rn_unchecked(v[i], s.denom, ok);
     if (!ok) {
 #pragma unroll
-      for (int i = 0; i < 16; ++i) q[i] = __fdiv_rn(v[i], s.denom);
+      for (int i = 0; i < 16; ++i) q[i] = div_rn_cold(v[i], s.denom);
     }
 #pragma unroll
     for (int i = 0; i < 16; ++i) w[i / 8] |= e2m1_encode(q[i]) << (4 * (i % 8));

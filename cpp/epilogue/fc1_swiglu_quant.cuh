@@ -12,6 +12,8 @@
 namespace moe12x {
 
 __device__ __forceinline__ float swiglu(float up, float gate) { return gate / (1.0f + expf(-gate)) * up; }
+// The same, out of line: the staged epilogue's rare fallback (see div_rn_cold).
+static __device__ __noinline__ float swiglu_cold(float up, float gate) { return swiglu(up, gate); }
 
 struct Fc1SwigluQuantEpilogue {
   // Accumulator -> FC1 output: the weights' global scale, the FC1 input scale (NVFP4 activations)
@@ -69,10 +71,13 @@ struct Fc1SwigluQuantEpilogue {
 
   // The same outputs, bit for bit, for kernels with a per-warp shared scratch (the SM90 WS kernel,
   // one CTA per SM, where nothing hides the epilogue). apply() costs ~275 instructions per 2
-  // values (shuffles, and every lane redoes its block's scale) and unrolls to ~140 KB of SASS at
-  // NB = 16, past the instruction cache. Here SwiGLU stays in registers, the fp32 results go to
-  // the scratch (token rows of 16 features), and a rolled loop quantizes one block per lane.
-  static constexpr int kScratchStride = 20;  // floats per token row: 8 t + g distinct banks on
+  // values (shuffles, and every lane redoes its block's scale). Here each pass of <= 64 tokens
+  // copies the raw accumulators to the scratch as token rows (16 up, 16 gate), and a rolled loop
+  // gives each lane one token: SwiGLU, the NVFP4 block, its bf16 decode, one 32-B store. Only
+  // the register copy is unrolled per tile width: with SwiGLU unrolled too, FC1's kernel was
+  // 50 k instructions (812 KB of SASS, 11 widths) and its warps stalled on instruction fetch
+  // 23.5 % of the time (ncu, qwen3-30b T = 2048, bench/NOTES.md v24).
+  static constexpr int kScratchStride = 36;  // floats per token row: 8 t + g distinct banks on
                                              // write, 16-B reads conflict-free per quarter warp
   static constexpr int kScratchBytes = 64 * kScratchStride * 4;  // 64 tokens per pass
   template <int NB>
@@ -84,67 +89,72 @@ struct Fc1SwigluQuantEpilogue {
     const float gs_out = p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)];
     const int f0 = warp_row0 / 2;  // first of this warp's 16 features
     constexpr int kPassNB = NB < 8 ? NB : 8;  // passes of 8 n8 tiles; the last may be narrower (NB 18, 20)
-#pragma unroll
+    // Rolled over passes, so staged_rows exists once per width; copy_pass picks the registers.
+#pragma unroll 1
     for (int pass = 0; pass < (NB + kPassNB - 1) / kPassNB; ++pass) {
       __syncwarp();  // the previous pass's reads are done
-      // swiglu() with its divisions batched (div_rn_unchecked): 32 independent chains per pass
-      // instead of 32 serialized ones; any value outside the safe range redoes the pass with `/`.
-      float a[kPassNB][2][2];
-      bool ok = true;
-#pragma unroll
-      for (int nbl = 0; nbl < kPassNB; ++nbl)
-#pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll
-          for (int mt = 0; mt < 2; ++mt) {
-            const int nb = min(pass * kPassNB + nbl, NB - 1);  // past NB (the last pass): unread
-            const float up = acc[mt][nb][c] * alpha, gate = acc[mt][nb][2 + c] * alpha;
-            a[nbl][c][mt] = div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
-          }
-      if (!ok) {
-#pragma unroll
-        for (int nbl = 0; nbl < kPassNB; ++nbl)
-#pragma unroll
-          for (int c = 0; c < 2; ++c)
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-              const int nb = min(pass * kPassNB + nbl, NB - 1);
-              a[nbl][c][mt] = swiglu(acc[mt][nb][c] * alpha, acc[mt][nb][2 + c] * alpha);
-            }
-      }
+      copy_pass<NB, kPassNB>(acc, pass, scratch + (2 * t) * kScratchStride + g);
+      __syncwarp();
+      const int col0 = pass * kPassNB * 8;
+      staged_rows(p, scratch, min(kPassNB * 8, tile.nrows - col0), int64_t(tile.row0) + col0, f0, alpha, gs_out);
+    }
+  }
+
+  // Pass `pass`'s accumulators -> token rows (16 up, 16 gate); dst = this lane's first slot.
+  template <int NB, int kPassNB, int P = 0>
+  __device__ __forceinline__ static void copy_pass(const float (&acc)[2][NB][4], int pass, float* dst) {
+    if (pass == P) {
 #pragma unroll
       for (int nbl = 0; nbl < kPassNB; ++nbl)
 #pragma unroll
         for (int c = 0; c < 2; ++c)
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt)
-            scratch[(nbl * 8 + 2 * t + c) * kScratchStride + 8 * mt + g] = a[nbl][c][mt];
-      __syncwarp();
+#pragma unroll
+            for (int half = 0; half < 2; ++half)  // up (rows g), gate (rows g + 8)
+              dst[(nbl * 8 + c) * kScratchStride + 16 * half + 8 * mt] =
+                  acc[mt][min(P * kPassNB + nbl, NB - 1)][2 * half + c];  // past NB: unread
+      return;
+    }
+    if constexpr ((P + 1) * kPassNB < NB) copy_pass<NB, kPassNB, P + 1>(acc, pass, dst);
+  }
+
+  // One token row of the scratch per lane (rolled: one copy per tile width, run ~2x per pass).
+  __device__ __forceinline__ static void staged_rows(const MoeParams& p, const float* scratch, int ntok, int64_t row0, int f0,
+                                     float alpha, float gs_out) {
 #pragma unroll 1
-      for (int tok = lane; tok < kPassNB * 8; tok += 32) {
-        const int col = pass * kPassNB * 8 + tok;
-        if (col >= tile.nrows) break;
-        float v[16];
+    for (int tok = threadIdx.x & 31; tok < ntok; tok += 32) {
+      float r[32];  // 16 up, 16 gate
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float4 q = reinterpret_cast<const float4*>(scratch + tok * kScratchStride)[j];
-          v[4 * j] = q.x, v[4 * j + 1] = q.y, v[4 * j + 2] = q.z, v[4 * j + 3] = q.w;
-        }
-        const int64_t row = int64_t(tile.row0) + col;
-        uint16_t* dst = reinterpret_cast<uint16_t*>(p.act) + row * p.inter + f0;
-        uint32_t w[8];  // the 16 values as bf16
-        if (p.act_fp4) {
-          // only the SM90 wgmma kernel stages through here: its FC2 loads the decoded values by TMA
-          uint2 codes;
-          const uint32_t sf = nvfp4_quantize_block(v, gs_out, codes);
-          decode_fp4_block_bf16(codes, sf, w);
-          store_bf16x16(dst, w);
-        } else {
-#pragma unroll
-          for (int j = 0; j < 8; ++j) w[j] = uint32_t(float_to_bf16(v[2 * j])) | (uint32_t(float_to_bf16(v[2 * j + 1])) << 16);
-          store_bf16x16(dst, w);
-        }
+      for (int j = 0; j < 8; ++j) {
+        const float4 q = reinterpret_cast<const float4*>(scratch + tok * kScratchStride)[j];
+        r[4 * j] = q.x, r[4 * j + 1] = q.y, r[4 * j + 2] = q.z, r[4 * j + 3] = q.w;
       }
+      // swiglu() with its divisions batched (div_rn_unchecked): 16 independent chains; any
+      // value outside the safe range redoes the row with `/`.
+      float v[16];
+      bool ok = true;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const float up = r[i] * alpha, gate = r[16 + i] * alpha;
+        v[i] = div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
+      }
+      if (!ok) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) v[i] = swiglu_cold(r[i] * alpha, r[16 + i] * alpha);
+      }
+      uint16_t* dst = reinterpret_cast<uint16_t*>(p.act) + (row0 + tok) * p.inter + f0;
+      uint32_t w[8];  // the 16 values as bf16
+      if (p.act_fp4) {
+        // only the SM90 wgmma kernel stages through here: its FC2 loads the decoded values by TMA
+        uint2 codes;
+        const uint32_t sf = nvfp4_quantize_block(v, gs_out, codes);
+        decode_fp4_block_bf16(codes, sf, w);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) w[j] = uint32_t(float_to_bf16(v[2 * j])) | (uint32_t(float_to_bf16(v[2 * j + 1])) << 16);
+      }
+      store_bf16x16(dst, w);
     }
   }
 };

@@ -75,11 +75,43 @@ struct Fc2WeightedStoreEpilogue {
     for (int pass = 0; pass < kPasses; ++pass)
 #pragma unroll
       for (int j = 0; j < 2; ++j) wrs[pass][j] = prs[pass][j] >= 0 ? load_weight(p.topk_w, p.w_bf16, prs[pass][j]) : 0.0f;
-#pragma unroll
+    // Rolled over passes and tokens (instruction footprint, as the FC1 epilogue); copy_pass and
+    // pass_slots pick the registers of the pass.
+#pragma unroll 1
     for (int pass = 0; pass < kPasses; ++pass) {
-      const int(&pr)[2] = prs[pass];
-      const float(&wr)[2] = wrs[pass];
+      int pr[2];
+      float wr[2];
+      pass_slots<kPasses>(prs, wrs, pass, pr, wr);
       __syncwarp();  // the previous pass's reads are done
+      copy_pass<NB, kPassNB>(acc, pass, beta, scratch + (2 * t) * kScratchStride + g);
+      __syncwarp();
+#pragma unroll 2
+      for (int i = 0; i < kPassTok / 4; ++i) {
+        const int tk = (lane >> 3) + 4 * i;  // 4 tokens per step, 8 lanes each
+        const int pair = __shfl_sync(0xffffffffu, i < 8 ? pr[0] : pr[1], tk & 31);
+        const float w = __shfl_sync(0xffffffffu, i < 8 ? wr[0] : wr[1], tk & 31);
+        if (pair < 0 || h0 >= p.hidden) continue;
+        const float4 v = reinterpret_cast<const float4*>(scratch + tk * kScratchStride)[chunk];
+        *reinterpret_cast<float4*>(p.y + int64_t(pair) * p.hidden + h0) = make_float4(w * v.x, w * v.y, w * v.z, w * v.w);
+      }
+    }
+  }
+
+  template <int kPasses, int P = 0>
+  __device__ __forceinline__ static void pass_slots(const int (&prs)[kPasses][2], const float (&wrs)[kPasses][2], int pass,
+                                                    int (&pr)[2], float (&wr)[2]) {
+    if (pass == P) {
+      pr[0] = prs[P][0], pr[1] = prs[P][1], wr[0] = wrs[P][0], wr[1] = wrs[P][1];
+      return;
+    }
+    if constexpr (P + 1 < kPasses) pass_slots<kPasses, P + 1>(prs, wrs, pass, pr, wr);
+  }
+
+  // Pass `pass`'s accumulators * beta -> token rows of the warp's 32 features; dst = this
+  // lane's first slot.
+  template <int NB, int kPassNB, int P = 0>
+  __device__ __forceinline__ static void copy_pass(const float (&acc)[2][NB][4], int pass, float beta, float* dst) {
+    if (pass == P) {
 #pragma unroll
       for (int nbl = 0; nbl < kPassNB; ++nbl)
 #pragma unroll
@@ -88,19 +120,11 @@ struct Fc2WeightedStoreEpilogue {
           for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
             for (int half = 0; half < 2; ++half)
-              scratch[(nbl * 8 + 2 * t + c) * kScratchStride + mt * 16 + half * 8 + g] =
-                  acc[mt][min(pass * kPassNB + nbl, NB - 1)][2 * half + c] * beta;  // past NB: unread
-      __syncwarp();
-#pragma unroll
-      for (int i = 0; i < kPassTok / 4; ++i) {
-        const int tk = (lane >> 3) + 4 * i;  // 4 tokens per step, 8 lanes each
-        const int pair = __shfl_sync(0xffffffffu, pr[i / 8], tk & 31);
-        const float w = __shfl_sync(0xffffffffu, wr[i / 8], tk & 31);
-        if (pair < 0 || h0 >= p.hidden) continue;
-        const float4 v = reinterpret_cast<const float4*>(scratch + tk * kScratchStride)[chunk];
-        *reinterpret_cast<float4*>(p.y + int64_t(pair) * p.hidden + h0) = make_float4(w * v.x, w * v.y, w * v.z, w * v.w);
-      }
+              dst[(nbl * 8 + c) * kScratchStride + mt * 16 + half * 8] =
+                  acc[mt][min(P * kPassNB + nbl, NB - 1)][2 * half + c] * beta;  // past NB: unread
+      return;
     }
+    if constexpr ((P + 1) * kPassNB < NB) copy_pass<NB, kPassNB, P + 1>(acc, pass, beta, dst);
   }
 };
 
