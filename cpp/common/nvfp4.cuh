@@ -34,17 +34,15 @@ __device__ __forceinline__ uint32_t e4m3_encode_nonneg(float t) {
 
 // ---- e2m1 ----------------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t e2m1_encode(float v) {
+  // The magnitude code counts the thresholds |v| has passed, ties to even at every midpoint
+  // (0.25 -> 0, 0.75 -> 2, 1.25 -> 2, 1.75 -> 4, 2.5 -> 4, 3.5 -> 6, 5 -> 6); > 5, inf and NaN
+  // saturate to 7. Branch-free on purpose: written as an if-chain, ptxas emitted a divergent
+  // branch tree per value (the FC1 epilogue quantizes 16 values per lane, one token per lane).
   const float a = fabsf(v);
-  uint32_t m;
-  if (a <= 0.25f) m = 0;        // ties to even at every midpoint
-  else if (a < 0.75f) m = 1;
-  else if (a <= 1.25f) m = 2;
-  else if (a < 1.75f) m = 3;
-  else if (a <= 2.5f) m = 4;
-  else if (a < 3.5f) m = 5;
-  else if (a <= 5.0f) m = 6;
-  else m = 7;                   // saturate (inf, NaN too)
-  return m | (signbit(v) ? 8u : 0u);
+  uint32_t m = uint32_t(a > 0.25f) + uint32_t(a >= 0.75f) + uint32_t(a > 1.25f) + uint32_t(a >= 1.75f) +
+               uint32_t(a > 2.5f) + uint32_t(a >= 3.5f) + uint32_t(!(a <= 5.0f));
+  m = a != a ? 7u : m;  // NaN: every compare above but the last is false
+  return m | ((__float_as_uint(v) >> 28) & 8u);
 }
 
 __device__ __forceinline__ float e2m1_decode(uint32_t c) {
