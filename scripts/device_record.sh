@@ -5,6 +5,7 @@
 # per-kernel durations (deepseek-v3, T = 4096) and a forced-wgmma prefill check at T = 512, 1024.
 # Leaves 4 files in $OUT (the device tool returns few): TAG-prefill.{json,log,png}, TAG-run.tgz.
 #   bash scripts/device_record.sh s4
+#   RECORD_SHORT=1 bash scripts/device_record.sh s8   # suites, sweeps, memcheck only (~6 min)
 tag=${1:-record}
 source scripts/device_lib.sh && dev_install > /dev/null || exit 1
 O=${OUT:-/tmp/moe12x-out}; R=$O/r; mkdir -p "$R"
@@ -13,6 +14,7 @@ DEV_TIMEOUT=100 MOE12X_SM90_WGMMA=1 dev_pytest $tag-suite-wgmma tests/test_gpu_m
 DEV_OUT=$O; DEV_TIMEOUT=250 dev_bench $tag-prefill --prefill | tail -8; cp /tmp/$tag-prefill.png "$O/" 2>/dev/null
 DEV_OUT=$R; DEV_TIMEOUT=70 dev_bench $tag-decode-quick --quick | tail -6
 OUT=$R MOE12X_SM90_WGMMA=1 timeout 120 bash scripts/device_sanitize.sh
+if [[ -n ${RECORD_SHORT:-} ]]; then tar czf "$O/$tag-run.tgz" -C "$R" . && ls "$O"; exit 0; fi
 ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
 if [[ -n $ncu ]]; then
   (cd /tmp && timeout 60 "$ncu" --clock-control none --metrics gpu__time_duration.sum \

@@ -9,3 +9,18 @@ namespace moe12x {
 template cudaError_t launch_fc1_sm90_wgmma<2>(const MoeParams& p, cudaStream_t stream);
 template cudaError_t launch_fc2_sm90_wgmma<2>(const MoeParams& p, cudaStream_t stream);
 }  // namespace moe12x
+
+#ifdef MOE12X_WS_TRACE
+// Experiment builds: copy (reset = 0) or clear (reset != 0) this TU's trace records
+// (kernel/ws_trace.cuh; scripts/ws_trace.py). Returns a cudaError_t.
+extern "C" __attribute__((visibility("default"))) int moe12x_debug_ws_trace(void* host, size_t bytes, int reset) {
+  using moe12x::g_ws_trace;
+  if (reset) {
+    void* dev = nullptr;
+    if (const cudaError_t e = cudaGetSymbolAddress(&dev, g_ws_trace); e != cudaSuccess) return int(e);
+    if (const cudaError_t e = cudaMemset(dev, 0, sizeof(g_ws_trace)); e != cudaSuccess) return int(e);
+    return int(cudaDeviceSynchronize());
+  }
+  return int(cudaMemcpyFromSymbol(host, g_ws_trace, bytes < sizeof(g_ws_trace) ? bytes : sizeof(g_ws_trace)));
+}
+#endif

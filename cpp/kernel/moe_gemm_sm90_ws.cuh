@@ -13,6 +13,7 @@
 // and the results bitwise equal (measured on H200, bench/NOTES.md).
 #pragma once
 #include <cuda.h>  // CUtensorMap
+#include <cstdlib>  // getenv
 #include <cute/arch/copy_sm80.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cutlass/arch/barrier.h>
@@ -20,6 +21,7 @@
 
 #include "common/token_maps.hpp"
 #include "kernel/moe_gemm.cuh"
+#include "kernel/ws_trace.cuh"
 #include "mainloop/sm90_wgmma_fp4.cuh"
 
 namespace moe12x {
@@ -41,6 +43,8 @@ struct MoeGemmSm90Ws {
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kItemRows = 128 * kConsumers;
   static constexpr int kBStages = 4;
+  static constexpr int kItemSlots = 2;  // work-queue kernel: items claimed ahead of the consumers
+  static constexpr bool kOwnScratch = kConsumers == 2;  // epilogue scratch apart from the weight rings
   static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of 160 tokens, or 20 / nb of nb n8 tiles
   static_assert(kBStageBytes % 1024 == 0, "SW128 buffers stay 1024-B aligned");
   static_assert(ML::kMaxNB == kTokenMapMaxNB, "token buffers and TMA boxes agree (common/token_maps.hpp)");
@@ -52,6 +56,10 @@ struct MoeGemmSm90Ws {
     typename ML::Stage ring[4 * kConsumers][ML::kStages];
     alignas(8) uint64_t full[kBStages];
     alignas(8) uint64_t empty[kBStages];
+    alignas(8) uint64_t item_full[kItemSlots];   // work-queue kernel: the producer's claimed items
+    alignas(8) uint64_t item_empty[kItemSlots];
+    int item[kItemSlots];
+    alignas(16) float scratch[kOwnScratch ? 4 * kConsumers : 1][kOwnScratch ? Epilogue::kScratchBytes / 4 : 1];
   };
   static_assert(sizeof(SharedStorage) <= 227 * 1024, "one CTA per SM must fit SM90's 227 KB of shared memory");
 
@@ -153,44 +161,73 @@ struct MoeGemmSm90Ws {
   }
 
   // ---- consumers: weight ring, dequantization, wgmma, epilogue ----
-  template <int NB>
-  __device__ __forceinline__ static void consume_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
-                                    const uint8_t* codes, const uint8_t* scales, int K, int row0,
-                                    int mtiles, int cwarp, Pipe& pipe) {
-    using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
-    constexpr int kStages = ML::kStages, kStageBlocks = ML::kStageBlocks, kMTiles = ML::kMTiles, kMaxNB = ML::kMaxNB;
-    const int lane = threadIdx.x & 31, t = lane & 3;
-    const int kblocks = K / kKBlock;
-    typename ML::Stage* ring = smem.ring[cwarp];
-    typename ML::template Accum<NB> acc;
-    zero_acc(acc);
-
-    // weight ring (as Sm90WgmmaFp4MainloopT: tiles past the matrix zero-filled, A = 0)
-    const uint8_t* qsrc[kMTiles];
+  // One warp's cp.async weight ring over one item's k blocks (as Sm90WgmmaFp4MainloopT: tiles
+  // past the matrix zero-filled, A = 0). Independent of the tile width, so the work-queue kernel
+  // issues the next item's first stages before the current item's epilogue.
+  struct WeightRing {
+    const uint8_t* qsrc[ML::kMTiles];
+    const uint8_t* ssrc;
+    int kblocks, mtiles, row0;
+    __device__ __forceinline__ WeightRing(const MoeParams& p, int expert, int mblock, int cwarp) {
+      const int lane = threadIdx.x & 31, t = lane & 3;
+      const int K = kFc1 ? p.hidden : p.inter;
+      kblocks = K / kKBlock;
+      row0 = mblock * kItemRows + cwarp * 2 * kWarpRows;
+      mtiles = max(0, min(2, (rows(p) - row0) / kWarpRows));
+      const size_t codes_per_expert = size_t(rows(p)) * K / 2, scales_per_expert = size_t(rows(p)) * K / 16;
+      const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + expert * codes_per_expert;
+      const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + expert * scales_per_expert;
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-      qsrc[mt] = mt < mtiles ? codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16 : codes;
-    const int s_blk = (lane >> 3) & 1, s_mt = (lane >> 2) & 1;
-    const bool scale_lane = lane < 16, scale_valid = s_mt < mtiles;
-    const uint8_t* ssrc =
-        scale_valid ? scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16 : scales;
-    auto issue = [&](int kb0, int slot) {
+      for (int mt = 0; mt < ML::kMTiles; ++mt)
+        qsrc[mt] = mt < mtiles ? codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16 : codes;
+      const int s_blk = (lane >> 3) & 1, s_mt = (lane >> 2) & 1;
+      ssrc = s_mt < mtiles ? scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16 : scales;
+    }
+    __device__ __forceinline__ void issue(typename ML::Stage* ring, int kb0, int slot) const {
+      using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
+      const int lane = threadIdx.x & 31, t = lane & 3;
+      const int s_blk = (lane >> 3) & 1, s_mt = (lane >> 2) & 1;
+      const bool scale_lane = lane < 16, scale_valid = s_mt < mtiles;
       typename ML::Stage& st = ring[slot];
 #pragma unroll
-      for (int i = 0; i < kStageBlocks; ++i)
+      for (int i = 0; i < ML::kStageBlocks; ++i)
         if (kb0 + i < kblocks)
 #pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt)
+          for (int mt = 0; mt < ML::kMTiles; ++mt)
             Copy::copy(*reinterpret_cast<const cute::uint128_t*>(qsrc[mt] + (mt < mtiles ? int64_t(kb0 + i) * kFragBytes : 0)),
                        *reinterpret_cast<cute::uint128_t*>(&st.q[i][mt][lane]), mt < mtiles);
       if (scale_lane && kb0 + s_blk < kblocks)
         Copy::copy(*reinterpret_cast<const cute::uint128_t*>(ssrc + (scale_valid ? int64_t(kb0) * kScaleBytes : 0)),
                    *reinterpret_cast<cute::uint128_t*>(&st.s[s_blk][s_mt][t]), scale_valid);
       cute::cp_async_fence();
-    };
-    __syncwarp();  // every lane is done with the previous item's ring
+    }
+    __device__ __forceinline__ void prologue(typename ML::Stage* ring) const {
+      __syncwarp();  // every lane is done with the previous item's ring
 #pragma unroll
-    for (int i = 0; i < kStages - 1; ++i) issue(i * kStageBlocks, i);
+      for (int i = 0; i < ML::kStages - 1; ++i) issue(ring, i * ML::kStageBlocks, i);
+    }
+  };
+
+  // The epilogue's scratch: a region of its own where shared memory allows (two consumer
+  // warpgroups), so the next item's weight stages can land during the epilogue; else the warp's
+  // weight ring, idle until the next item's prologue.
+  __device__ static float* scratch(SharedStorage& smem, int cwarp) {
+    if constexpr (kOwnScratch) return smem.scratch[cwarp];
+    else return reinterpret_cast<float*>(smem.ring[cwarp]);
+  }
+
+  // after_main(): called once the item's weights are all in (the work-queue kernel claims its next
+  // item there and issues that item's first weight stages); returns nothing.
+  template <int NB, class AfterMain>
+  __device__ __forceinline__ static void consume_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
+                                                    const WeightRing& wr, bool ring_ready, int cwarp, Pipe& pipe,
+                                                    unsigned item, AfterMain&& after_main) {
+    constexpr int kStages = ML::kStages, kStageBlocks = ML::kStageBlocks, kMaxNB = ML::kMaxNB;
+    const int kblocks = wr.kblocks;
+    typename ML::Stage* ring = smem.ring[cwarp];
+    typename ML::template Accum<NB> acc;
+    zero_acc(acc);
+    if (!ring_ready) wr.prologue(ring);
 
     int slot = 0, sub = 0;  // sub: block inside the current token buffer
     constexpr int kPer = kMaxNB / NB;
@@ -198,12 +235,13 @@ struct MoeGemmSm90Ws {
       cute::cp_async_wait<kStages - 2>();
       __syncwarp();
       const typename ML::Stage& st = ring[slot];
-      issue(kb + (kStages - 1) * kStageBlocks, slot == 0 ? kStages - 1 : slot - 1);
+      wr.issue(ring, kb + (kStages - 1) * kStageBlocks, slot == 0 ? kStages - 1 : slot - 1);
       slot = slot == kStages - 1 ? 0 : slot + 1;
 #pragma unroll
       for (int i = 0; i < kStageBlocks; ++i) {
         if (kb + i < kblocks) {  // uniform over the warpgroup
           if (sub == 0) Barrier::wait(&smem.full[pipe.stage], pipe.phase);
+          MOE12X_WS_PROBE(if (kb + i == 0 && threadIdx.x == 128) if (auto* r = ws_trace_record(kFc1, item)) r->first_full = ws_trace_now());
           ML::template block_wgmma<NB>(st, i, b_buffer(smem, pipe.stage) + sub * NB * 1024, acc);
           cute::warpgroup_wait<0>();
           ML::template warpgroup_fence_acc<NB>(acc);
@@ -216,37 +254,53 @@ struct MoeGemmSm90Ws {
       }
     }
     cute::cp_async_wait<0>();
+    MOE12X_WS_PROBE(if (threadIdx.x % 128 == 0 && cwarp < 8) if (auto* r = ws_trace_record(kFc1, item)) r->main_end[cwarp / 4] = ws_trace_now());
+    after_main();
     if (p.act_fp4) undo_fp4_act_scale(acc);
-    // The warp's weight ring is idle until the next item's prologue: the epilogue's scratch.
     static_assert(Epilogue::kScratchBytes <= sizeof(typename ML::Stage) * kStages, "epilogue scratch fits the weight ring");
-    if (mtiles > 0) Epilogue::template apply_staged<NB>(p, tile, row0, acc, reinterpret_cast<float*>(ring));
+    if (wr.mtiles > 0) Epilogue::template apply_staged<NB>(p, tile, wr.row0, acc, scratch(smem, cwarp));
+    MOE12X_WS_PROBE(if (threadIdx.x % 128 == 0 && cwarp < 8) if (auto* r = ws_trace_record(kFc1, item)) {
+      r->epi_end[cwarp / 4] = ws_trace_now();
+      if (cwarp == 0) r->nrows = tile.nrows, r->expert = tile.expert;
+    });
   }
 
+  template <class AfterMain>
   __device__ __forceinline__ static void consume(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile, int mblock,
-                                 Pipe& pipe) {
+                                                 bool ring_ready, Pipe& pipe, unsigned item, AfterMain&& after_main) {
     const int cwarp = threadIdx.x / 32 - 4;  // 0 .. 4 kConsumers - 1
-    const int row0 = mblock * kItemRows + cwarp * 2 * kWarpRows;
-    const int K = kFc1 ? p.hidden : p.inter;
-    const int mtiles = max(0, min(2, (rows(p) - row0) / kWarpRows));
-    const size_t codes_per_expert = size_t(rows(p)) * K / 2, scales_per_expert = size_t(rows(p)) * K / 16;
-    const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + tile.expert * codes_per_expert;
-    const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + tile.expert * scales_per_expert;
+    const WeightRing wr(p, tile.expert, mblock, cwarp);
     with_nb(tile.nrows, [&](auto nbc) {
-      consume_nb<decltype(nbc)::value>(p, smem, tile, codes, scales, K, row0, mtiles, cwarp, pipe);
+      consume_nb<decltype(nbc)::value>(p, smem, tile, wr, ring_ready, cwarp, pipe, item, after_main);
     });
   }
 };
 
-template <class G>
+// kQueue = false: the grouped grid (blockIdx.x = m-block, blockIdx.y strides tiles), one item per
+// CTA in practice; the hardware's block scheduler balances. kQueue = true: one CTA per SM, items
+// claimed from a global counter (p.tile_count[1 + gemm], zeroed by the route kernel) by the
+// producer thread, which runs ahead into the next item's token boxes while the consumers finish
+// the current one; the consumers take item indices from a two-slot shared queue. TMA tokens only.
+template <class G, bool kQueue>
 __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const MoeParams p,
                                                                           const __grid_constant__ Sm90TokenMaps maps) {
 #if defined(CUTE_ARCH_MMA_SM90A_ENABLED)
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename G::SharedStorage*>(smem_raw);
+  if constexpr (!kQueue)
+    MOE12X_WS_PROBE(if (threadIdx.x == 128) if (auto* r = ws_trace_record(G::kFc1, blockIdx.y * gridDim.x + blockIdx.x)) {
+      unsigned smid;
+      asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
+      r->start = ws_trace_now(), r->smid = int(smid), r->mblock = int(blockIdx.x);
+    });
   if (threadIdx.x == 0) {
     for (int s = 0; s < G::kBStages; ++s) {
       G::Barrier::init(&smem.full[s], G::tma_tokens(p) ? 1 : 128);  // the TMA thread, or every producer thread
       G::Barrier::init(&smem.empty[s], 128 * G::kConsumers);  // consumer threads
+    }
+    for (int s = 0; s < G::kItemSlots; ++s) {
+      G::Barrier::init(&smem.item_full[s], 1);                   // the producer thread
+      G::Barrier::init(&smem.item_empty[s], 4 * G::kConsumers);  // one lane per consumer warp
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -256,12 +310,61 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
     cutlass::arch::warpgroup_reg_dealloc<G::kProducerRegs>();
     pdl_wait();  // the activations come from the previous kernel
     pdl_trigger();
-    for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, maps, smem, s.tile(), pipe);
+    if constexpr (kQueue) {
+      if (threadIdx.x == 0) {
+        const int mblocks = G::mblocks(p), items = *p.tile_count * mblocks;
+        int* counter = p.tile_count + (G::kFc1 ? 1 : 2);
+        typename G::Pipe slot;  // (stage, phase) over kBStages; only stage < kItemSlots used
+        for (int s = 0; ; s ^= 1) {
+          const int item = atomicAdd(counter, 1);
+          G::Barrier::wait(&smem.item_empty[s], slot.phase ^ 1u);
+          smem.item[s] = item < items ? item : -1;
+          G::Barrier::arrive(&smem.item_full[s]);  // release: the consumers see smem.item[s]
+          if (s == 1) slot.phase ^= 1u;
+          if (item >= items) break;
+          G::produce(p, maps, smem, load_tile(p, item / mblocks), pipe);
+        }
+      }
+    } else {
+      for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, maps, smem, s.tile(), pipe);
+    }
   } else {
     cutlass::arch::warpgroup_reg_alloc<G::kConsumerRegs>();
     pdl_wait();  // epilogue writes (pdl.cuh: every thread waits before it exits)
     pdl_trigger();
-    for (GridTileScheduler s(p); s.valid(); s.advance()) G::consume(p, smem, s.tile(), blockIdx.x, pipe);
+    if constexpr (kQueue) {
+      const int mblocks = G::mblocks(p), cwarp = threadIdx.x / 32 - 4;
+      uint32_t phase = 0;
+      int s = 0;
+      auto take = [&] {
+        G::Barrier::wait(&smem.item_full[s], phase);
+        const int item = smem.item[s];
+        __syncwarp();
+        if ((threadIdx.x & 31) == 0) G::Barrier::arrive(&smem.item_empty[s]);
+        phase ^= uint32_t(s);
+        s ^= 1;
+        return item;
+      };
+      bool ring_ready = false;
+      for (int item = take(); item >= 0;) {
+        MOE12X_WS_PROBE(if (threadIdx.x == 128) if (auto* r = ws_trace_record(G::kFc1, unsigned(item))) {
+          unsigned smid;
+          asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
+          r->start = ws_trace_now(), r->smid = int(smid), r->mblock = item % mblocks;
+        });
+        int next = -1;
+        G::consume(p, smem, load_tile(p, item / mblocks), item % mblocks, ring_ready, pipe, unsigned(item), [&] {
+          next = take();
+          // the next item's first weight stages land during this item's epilogue
+          ring_ready = G::kOwnScratch && next >= 0;
+          if (ring_ready) typename G::WeightRing(p, load_tile(p, next / mblocks).expert, next % mblocks, cwarp).prologue(smem.ring[cwarp]);
+        });
+        item = next;
+      }
+    } else {
+      for (GridTileScheduler s(p); s.valid(); s.advance())
+        G::consume(p, smem, s.tile(), blockIdx.x, false, pipe, blockIdx.y * gridDim.x + blockIdx.x, [] {});
+    }
   }
 #else
   __trap();  // compiled for another target: this kernel exists only in sm_90a SASS (c_api.cpp
@@ -269,17 +372,35 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
 #endif
 }
 
+// MOE12X_WS_QUEUE=1: the work-queue grid (A/B runs), read once.
+inline bool ws_queue_mode() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOE12X_WS_QUEUE");
+    return v && v[0] && v[0] != '0';
+  }();
+  return on;
+}
+
 template <class G>
 cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename G::SharedStorage);
-  if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G>>(kSmem); e != cudaSuccess) return e;
   Sm90TokenMaps maps{};
   if (G::tma_tokens(p)) {
     const int K = G::kFc1 ? p.hidden : p.inter;
     if (const cudaError_t e = encode_token_maps(G::kFc1 ? p.xq : p.act, p.tokens * p.top_k, K, maps); e != cudaSuccess)
       return e;
   }
-  return launch_kernel(moe_gemm_sm90_ws_kernel<G>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem, stream,
+  if (G::tma_tokens(p) && ws_queue_mode()) {
+    if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, true>>(kSmem); e != cudaSuccess) return e;
+    int dev = 0, sms = 0;
+    if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
+    if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev); e != cudaSuccess) return e;
+    const int64_t items = p.max_tiles * G::mblocks(p);
+    return launch_kernel(moe_gemm_sm90_ws_kernel<G, true>, dim3(unsigned(items < sms ? (items > 0 ? items : 1) : sms)),
+                         dim3(G::kThreads), kSmem, stream, grouped_pdl(p, G::kFc1), p, maps);
+  }
+  if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, false>>(kSmem); e != cudaSuccess) return e;
+  return launch_kernel(moe_gemm_sm90_ws_kernel<G, false>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem, stream,
                        grouped_pdl(p, G::kFc1), p, maps);
 }
 

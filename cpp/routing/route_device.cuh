@@ -62,7 +62,10 @@ __device__ __forceinline__ void publish_tiles(const MoeParams& p, const int* s_r
   for (int e = threadIdx.x; e < p.e_local; e += blockDim.x)
     for (int t = s_tiles[e]; t < s_tiles[e + 1]; ++t)
       p.tiles[t] = make_int2(e, s_rows[e] + (t - s_tiles[e]) * p.block_n);
-  if (threadIdx.x == 0) *p.tile_count = s_tiles[p.e_local];
+  if (threadIdx.x == 0) {
+    p.tile_count[0] = s_tiles[p.e_local];
+    p.tile_count[1] = p.tile_count[2] = 0;  // the SM90 work-queue kernel's FC1 / FC2 item counters
+  }
 }
 
 }  // namespace moe12x

@@ -1,0 +1,40 @@
+// Timeline probes of the SM90 WS kernel, for experiment builds only (CMake -DMOE12X_WS_TRACE=ON;
+// without it every probe compiles to nothing and the kernels are unchanged). One record per item
+// ((tile, m-block), m-block fastest): the SM, globaltimer stamps of the item's start (the CTA's
+// start in the grouped grid, the item's claim in the work-queue grid), the first token
+// buffer reaching the consumers, the mainloop end and the epilogue end of each consumer
+// warpgroup, and the tile. Read by moe12x_debug_ws_trace (gemm_sm90_wgmma.cu) and
+// scripts/ws_trace.py: where an item's time goes, and the gaps and tail between items on an SM.
+#pragma once
+#include <cstdint>
+
+namespace moe12x {
+
+struct WsTraceRecord {
+  unsigned long long start, first_full, main_end[2], epi_end[2];
+  int smid, nrows, expert, mblock;
+};
+constexpr int kWsTraceRecords = 1 << 16;  // per GEMM; later items are not recorded
+
+#ifdef MOE12X_WS_TRACE
+static __device__ WsTraceRecord g_ws_trace[2][kWsTraceRecords];  // [FC1, FC2][item]
+
+__device__ __forceinline__ unsigned long long ws_trace_now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ WsTraceRecord* ws_trace_record(bool fc1, unsigned item) {
+  return item < kWsTraceRecords ? &g_ws_trace[fc1 ? 0 : 1][item] : nullptr;
+}
+#define MOE12X_WS_PROBE(...) \
+  do {                       \
+    __VA_ARGS__;             \
+  } while (0)
+#else
+#define MOE12X_WS_PROBE(...) \
+  do {                       \
+  } while (0)
+#endif
+
+}  // namespace moe12x
