@@ -6,7 +6,7 @@
 #include "common/cuda_utils.cuh"
 #include "common/nvfp4.cuh"
 #include "common/params.hpp"
-#include "mainloop/activation_stage.cuh"  // decode_fp4_block_bf16
+#include "mainloop/activation_stage.cuh"  // nvfp4_block_decoded_bf16
 #include "scheduler/expert_tiles.cuh"
 
 namespace moe12x {
@@ -147,9 +147,7 @@ struct Fc1SwigluQuantEpilogue {
       uint32_t w[8];  // the 16 values as bf16
       if (p.act_fp4) {
         // only the SM90 wgmma kernel stages through here: its FC2 loads the decoded values by TMA
-        uint2 codes;
-        const uint32_t sf = nvfp4_quantize_block(v, gs_out, codes);
-        decode_fp4_block_bf16(codes, sf, w);
+        nvfp4_block_decoded_bf16(v, gs_out, w);
       } else {
 #pragma unroll
         for (int j = 0; j < 8; ++j) w[j] = uint32_t(float_to_bf16(v[2 * j])) | (uint32_t(float_to_bf16(v[2 * j + 1])) << 16);
