@@ -14,28 +14,18 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-import bench_moe as B  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pymoe  # noqa: E402
 from pymoe.demo import MODEL_SHAPES  # noqa: E402
+from prof_layer import make_layer  # noqa: E402
 
 REC = np.dtype([("start", "u8"), ("first_full", "u8"), ("main_end", "u8", 2), ("epi_end", "u8", 2),
                 ("smid", "i4"), ("nrows", "i4"), ("expert", "i4"), ("mblock", "i4")])
 NREC = 1 << 16  # kWsTraceRecords
 
 name, T = sys.argv[1], int(sys.argv[2])
-s = MODEL_SHAPES[name]
-E, k, H, I = s["num_experts"], s["top_k"], s["hidden"], s["inter"]
-gen = torch.Generator(device="cuda")
-gen.manual_seed(0)
-wd = B.random_weights(torch, E, H, I, gen)
-fc1 = torch.tensor([4.5 / (6 * 448)], dtype=torch.float32, device="cuda")
-fc2 = torch.tensor([8.0 / (6 * 448)], dtype=torch.float32, device="cuda")
-stream = torch.cuda.current_stream().cuda_stream
-layer = pymoe.MoELayer(wd["w13"], wd["w13_scale"], wd["w13_global_scale"], wd["w2"], wd["w2_scale"],
-                       wd["w2_global_scale"], fc1, fc2, top_k=k, max_tokens=T, stream=stream)
-d = B.random_inputs(torch, T, H, E, k, gen)
-out = torch.empty((T, H), dtype=torch.bfloat16, device="cuda")
+H, I = MODEL_SHAPES[name]["hidden"], MODEL_SHAPES[name]["inter"]
+layer, d, out, stream = make_layer(name, T)
 lib = ctypes.CDLL(os.path.join(os.path.dirname(pymoe.__file__), "libmoe12x.so"))
 lib.moe12x_debug_ws_trace.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 layer(d["x"], d["topk_ids"], d["topk_weights"], out, stream=stream)
