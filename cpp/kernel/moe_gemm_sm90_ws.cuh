@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
       if (threadIdx.x == 0) {
         const int mblocks = G::mblocks(p), items = *p.tile_count * mblocks;
         int* counter = p.tile_count + (G::kFc1 ? 1 : 2);
-        typename G::Pipe slot;  // (stage, phase) over kBStages; only stage < kItemSlots used
+        typename G::Pipe slot;  // only its phase is used (the slot index is s)
         for (int s = 0; ; s ^= 1) {
           const int item = atomicAdd(counter, 1);
           G::Barrier::wait(&smem.item_empty[s], slot.phase ^ 1u);
