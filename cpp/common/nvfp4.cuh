@@ -97,24 +97,34 @@ __device__ __forceinline__ uint32_t nvfp4_code(float v, const BlockScale& s) {
   return s.denom == 0.0f ? 0u : e2m1_encode(__fdiv_rn(v, s.denom));
 }
 
-// One 16-element block of fp32 values -> 8 packed code bytes (element 2j in the low nibble) and
-// the e4m3 scale byte. Shared by the quantizers, the routed-row packer and the FC1 epilogue.
-__device__ __forceinline__ uint32_t nvfp4_quantize_block(const float (&v)[16], float gs, uint2& codes) {
+// v[i] / s.denom for a block (s.denom != 0), nvfp4_code's divisions batched: 16 independent
+// chains instead of 16 serialized ones, the checked division where one left the safe range.
+__device__ __forceinline__ void nvfp4_block_quotients(const float (&v)[16], float denom, float (&q)[16]) {
+  bool ok = true;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) q[i] = div_rn_unchecked(v[i], denom, ok);
+  if (!ok) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) q[i] = div_rn_cold(v[i], denom);
+  }
+}
+
+// The block's scale (SPEC §2: amax over the 16 values).
+__device__ __forceinline__ BlockScale nvfp4_block_scale(const float (&v)[16], float gs) {
   float amax = 0.0f;
 #pragma unroll
   for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
-  const BlockScale s = nvfp4_block_scale(amax, gs);
+  return nvfp4_block_scale(amax, gs);
+}
+
+// One 16-element block of fp32 values -> 8 packed code bytes (element 2j in the low nibble) and
+// the e4m3 scale byte. Shared by the quantizers, the routed-row packer and the FC1 epilogue.
+__device__ __forceinline__ uint32_t nvfp4_quantize_block(const float (&v)[16], float gs, uint2& codes) {
+  const BlockScale s = nvfp4_block_scale(v, gs);
   uint32_t w[2] = {0u, 0u};
   if (s.denom != 0.0f) {
-    // nvfp4_code's divisions, batched: 16 independent chains instead of 16 serialized ones.
-    bool ok = true;
     float q[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) q[i] = div_rn_unchecked(v[i], s.denom, ok);
-    if (!ok) {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) q[i] = div_rn_cold(v[i], s.denom);
-    }
+    nvfp4_block_quotients(v, s.denom, q);
 #pragma unroll
     for (int i = 0; i < 16; ++i) w[i / 8] |= e2m1_encode(q[i]) << (4 * (i % 8));
   }

@@ -288,11 +288,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename G::SharedStorage*>(smem_raw);
   if constexpr (!kQueue)
-    MOE12X_WS_PROBE(if (threadIdx.x == 128) if (auto* r = ws_trace_record(G::kFc1, blockIdx.y * gridDim.x + blockIdx.x)) {
-      unsigned smid;
-      asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
-      r->start = ws_trace_now(), r->smid = int(smid), r->mblock = int(blockIdx.x);
-    });
+    MOE12X_WS_PROBE(if (threadIdx.x == 128) ws_trace_start(G::kFc1, blockIdx.y * gridDim.x + blockIdx.x, int(blockIdx.x)));
   if (threadIdx.x == 0) {
     for (int s = 0; s < G::kBStages; ++s) {
       G::Barrier::init(&smem.full[s], G::tma_tokens(p) ? 1 : 128);  // the TMA thread, or every producer thread
@@ -347,11 +343,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
       };
       bool ring_ready = false;
       for (int item = take(); item >= 0;) {
-        MOE12X_WS_PROBE(if (threadIdx.x == 128) if (auto* r = ws_trace_record(G::kFc1, unsigned(item))) {
-          unsigned smid;
-          asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
-          r->start = ws_trace_now(), r->smid = int(smid), r->mblock = item % mblocks;
-        });
+        MOE12X_WS_PROBE(if (threadIdx.x == 128) ws_trace_start(G::kFc1, unsigned(item), item % mblocks));
         int next = -1;
         G::consume(p, smem, load_tile(p, item / mblocks), item % mblocks, ring_ready, pipe, unsigned(item), [&] {
           next = take();

@@ -27,6 +27,14 @@ __device__ __forceinline__ unsigned long long ws_trace_now() {
 __device__ __forceinline__ WsTraceRecord* ws_trace_record(bool fc1, unsigned item) {
   return item < kWsTraceRecords ? &g_ws_trace[fc1 ? 0 : 1][item] : nullptr;
 }
+// The item's first stamp: its SM, start time and m-block.
+__device__ __forceinline__ void ws_trace_start(bool fc1, unsigned item, int mblock) {
+  if (WsTraceRecord* r = ws_trace_record(fc1, item)) {
+    unsigned smid;
+    asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
+    r->start = ws_trace_now(), r->smid = int(smid), r->mblock = mblock;
+  }
+}
 #define MOE12X_WS_PROBE(...) \
   do {                       \
     __VA_ARGS__;             \

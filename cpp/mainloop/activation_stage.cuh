@@ -51,19 +51,9 @@ __device__ __forceinline__ void decode_fp4_block_bf16(uint2 codes, uint32_t sf_c
 // as the quotient, times dec(sf) * 2^-8: exact in fp32 and in bf16 (at most 6 significant bits,
 // never below 2^-18). ~10 instructions per value against ~24 for encode + pack + decode.
 __device__ __forceinline__ void nvfp4_block_decoded_bf16(const float (&v)[16], float gs, uint32_t (&w)[8]) {
-  float amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
-  const BlockScale s = nvfp4_block_scale(amax, gs);
-  const float denom = s.denom != 0.0f ? s.denom : 1.0f;  // denom 0: every code 0 (+0), below
-  bool ok = true;
+  const BlockScale s = nvfp4_block_scale(v, gs);
   float q[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) q[i] = div_rn_unchecked(v[i], denom, ok);
-  if (!ok) {
-#pragma unroll
-    for (int i = 0; i < 16; ++i) q[i] = div_rn_cold(v[i], denom);
-  }
+  nvfp4_block_quotients(v, s.denom != 0.0f ? s.denom : 1.0f, q);  // denom 0: every code 0 (+0), below
   const float scale = s.denom != 0.0f ? e4m3_decode(s.sf) * (1.0f / 256.0f) : 0.0f;
   float d[16];
 #pragma unroll
