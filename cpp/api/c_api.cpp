@@ -21,6 +21,7 @@ bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) %
 // keeping the per-call host path to one cudaGetDevice.
 std::atomic<int> g_device_count{-1};
 std::atomic<int> g_cc_major[64];
+std::atomic<int> g_sm_count[64];
 
 // MOE12X_NO_PDL=1 turns programmatic dependent launches off (A/B measurements), read once.
 bool pdl_disabled() {
@@ -29,6 +30,16 @@ bool pdl_disabled() {
     return v && v[0] && v[0] != '0';
   }();
   return off;
+}
+
+// MOE12X_WARP_TILES: unset = choose_warp_tiles; "1" or "2" = the mma.sync decode kernels with
+// that many m16 tiles per warp for every call that runs them (A/B runs, tests). Read once.
+int warp_tiles_mode() {
+  static const int mode = [] {
+    const char* v = std::getenv("MOE12X_WARP_TILES");
+    return !v || !v[0] ? 0 : v[0] == '1' ? 1 : 2;
+  }();
+  return mode;
 }
 
 // MOE12X_SM90_WGMMA: unset = the warp-specialized wgmma kernel where choose_sm90_wgmma says it is
@@ -45,6 +56,7 @@ int sm90_wgmma_mode() {
 struct DeviceGuard {
   int prev = -1;
   int cc_major = 0;  // of the device entered
+  int sm_count = 0;
   bool switched = false;
   moe12x_status_t enter(int device) {
     int count = g_device_count.load(std::memory_order_relaxed);
@@ -60,12 +72,19 @@ struct DeviceGuard {
       return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.device = %d but only %d CUDA device(s) exist",
                   device, count);
     int major = dev < 64 ? g_cc_major[dev].load(std::memory_order_relaxed) : 0;
-    if (major == 0) {
+    int sms = dev < 64 ? g_sm_count[dev].load(std::memory_order_relaxed) : 0;
+    if (major == 0 || sms == 0) {
       MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
                       "cudaDeviceGetAttribute");
-      if (dev < 64) g_cc_major[dev].store(major, std::memory_order_relaxed);
+      MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+                      "cudaDeviceGetAttribute");
+      if (dev < 64) {
+        g_cc_major[dev].store(major, std::memory_order_relaxed);
+        g_sm_count[dev].store(sms, std::memory_order_relaxed);
+      }
     }
     cc_major = major;
+    sm_count = sms;
     if (major < 8)
       return fail(MOE12X_ERROR_UNSUPPORTED_DEVICE,
                   "device %d has compute capability %d.x; moe12x needs 8.0 or newer", dev, major);
@@ -334,6 +353,12 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   if (p.sm90_wgmma && p.block_n == 128) p.tile_extra = 32;
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
+  if (!static_schedule && !p.sm90_wgmma && p.block_n <= 16) {  // the decode kernels (gemm_dispatch.cu)
+    const int forced = warp_tiles_mode();
+    const int64_t pairs = T * config->top_k;
+    p.fc1_warp_tiles = forced ? forced : choose_warp_tiles(pairs, p.e_local, 2 * p.inter, guard.sm_count);
+    p.fc2_warp_tiles = forced ? forced : choose_warp_tiles(pairs, p.e_local, p.hidden, guard.sm_count);
+  }
   p.x = static_cast<const uint16_t*>(in->x);
   p.ids = in->topk_ids;
   p.ids64 = in->ids_dtype == MOE12X_DTYPE_INT64;

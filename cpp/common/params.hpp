@@ -126,6 +126,8 @@ struct MoeParams {
                     // its FP4 activations (xq, act) are stored decoded, as bf16 q * sf * 2^-8
                     // (exact), rows of H (I) values: the kernel stages them by TMA
   int block_n;
+  int fc1_warp_tiles = 2, fc2_warp_tiles = 2;  // m16 tiles per warp of the mma.sync decode kernels
+                                               // (block_n <= 16): choose_warp_tiles
   int tile_extra;   // an expert's last tile takes up to block_n + tile_extra rows (0, or 32 for the
                     // wgmma kernel's 128-row tiles: expert_tile_count)
   int64_t max_tiles;

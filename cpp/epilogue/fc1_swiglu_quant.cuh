@@ -23,9 +23,13 @@ struct Fc1SwigluQuantEpilogue {
     return p.w13_gs[el] * gs_in * kAccScale;
   }
 
-  template <int NB>
+  template <int NB, int kMT = 2>  // kMT: the warp's m16 tiles (Sm80MmaFp4MainloopT::kWarpTiles)
   __device__ static void apply(const MoeParams& p, const ExpertTile& tile, int warp_row0,
                                const float (&acc)[2][NB][4]) {
+    if constexpr (kMT == 1) {
+      apply_half_block<NB>(p, tile, warp_row0, acc);
+      return;
+    }
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
     const float alpha = acc_scale(p, el);
@@ -67,6 +71,66 @@ struct Fc1SwigluQuantEpilogue {
         }
       }
     }
+  }
+
+  // One m16 tile per warp: a warp holds 8 features, warps 2i and 2i + 1 the two halves of a
+  // block (inter % 64 == 0, so both halves of every block are in the matrix). Each warp reduces
+  // its half's amax per token, the pair swaps them in shared memory behind a 64-thread named
+  // barrier, and both take the block scale from the larger: fmaxf is exact and ignores NaN in any
+  // order, so scale, codes and bytes are apply()'s.
+  template <int NB>
+  __device__ static void apply_half_block(const MoeParams& p, const ExpertTile& tile, int warp_row0,
+                                          const float (&acc)[2][NB][4]) {
+    static_assert(NB <= 8, "the amax exchange holds 64 token columns per warp");
+    __shared__ float s_amax[kCtaThreads / 32][64];
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, warp = threadIdx.x >> 5;
+    const int el = tile.expert;
+    const float alpha = acc_scale(p, el);
+    const int f0 = warp_row0 / 2;  // first of this warp's 8 features
+    float a[NB][2];
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) a[nb][c] = swiglu(acc[0][nb][c] * alpha, acc[0][nb][2 + c] * alpha);
+    if (!p.act_fp4) {
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int col = nb * 8 + 2 * t + c;
+          if (col < tile.nrows)
+            reinterpret_cast<uint16_t*>(p.act)[(int64_t(tile.row0) + col) * p.inter + f0 + g] = float_to_bf16(a[nb][c]);
+        }
+      return;
+    }
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        float amax = fabsf(a[nb][c]);
+#pragma unroll
+        for (int o = 4; o < 32; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        if (g == 0) s_amax[warp][nb * 8 + 2 * t + c] = amax;
+      }
+    static_assert(kCtaThreads == 128, "two warp pairs: named barriers 1 and 2");
+    if (warp < 2) asm volatile("bar.sync 1, 64;" ::: "memory");  // immediate ids: ptxas reserves
+    else asm volatile("bar.sync 2, 64;" ::: "memory");            // 3 barriers, not all 16
+    const float gs_out = p.fc2_scale[input_scale_index(p.fc2_count, el, p.e_local, p.local_offset)];
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int col = nb * 8 + 2 * t + c;
+        const BlockScale s = nvfp4_block_scale(fmaxf(s_amax[warp][col], s_amax[warp ^ 1][col]), gs_out);
+        uint32_t w = nvfp4_code(a[nb][c], s) << (4 * g);
+#pragma unroll
+        for (int o = 4; o < 32; o <<= 1) w |= __shfl_xor_sync(0xffffffffu, w, o);
+        if (col < tile.nrows && g == 0) {
+          const int64_t row = int64_t(tile.row0) + col;
+          *reinterpret_cast<uint32_t*>(p.act + row * (p.inter / 2) + f0 / 2) = w;
+          if ((warp & 1) == 0) p.act_sf[row * (p.inter / 16) + f0 / 16] = uint8_t(s.sf);
+        }
+      }
   }
 
   // The same outputs, bit for bit, for kernels with a per-warp shared scratch (the SM90 WS kernel,

@@ -15,7 +15,7 @@ struct Fc2WeightedStoreEpilogue {
     return p.w2_gs[el] * gs_in * kAccScale;
   }
 
-  template <int NB>
+  template <int NB, int kMT = 2>  // kMT: the warp's m16 tiles (Sm80MmaFp4MainloopT::kWarpTiles)
   __device__ static void apply(const MoeParams& p, const ExpertTile& tile, int warp_row0,
                                const float (&acc)[2][NB][4]) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -31,7 +31,7 @@ struct Fc2WeightedStoreEpilogue {
         const float w = load_weight(p.topk_w, p.w_bf16, pair);
         float* yrow = p.y + int64_t(pair) * p.hidden;
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
+        for (int mt = 0; mt < kMT; ++mt) {
           const int h = warp_row0 + mt * 16 + g;
           if (h >= p.hidden) continue;
           yrow[h] = w * (acc[mt][nb][c] * beta);

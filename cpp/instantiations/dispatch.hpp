@@ -6,14 +6,18 @@
 
 namespace moe12x {
 
+// choose_warp_tiles: two-tile warps per SM below which the decode kernels split items in half.
+constexpr int kNarrowWarpsPerSm = 6;
+
 // block_n = 8 * NB: the persistent static kernel for that routed-tile width.
 template <int NB>
 cudaError_t launch_static_nb(const MoeParams& p, cudaStream_t stream);
 
-// Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16, 32: decode kernels; 64: general).
-template <int kMaxNB>
+// Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16, 32: decode kernels; 64: general) and
+// kWarpTiles m16 tiles per warp (1: only with kMaxNB = 2).
+template <int kMaxNB, int kWarpTiles = 2>
 cudaError_t launch_fc1_nb(const MoeParams& p, cudaStream_t stream);
-template <int kMaxNB>
+template <int kMaxNB, int kWarpTiles = 2>
 cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 #ifdef MOE12X_HAS_SM90_WGMMA
@@ -39,6 +43,15 @@ inline int64_t mean_rows_per_active_expert(int64_t pairs, int e_local) {
 inline int choose_grouped_block_n(int64_t pairs, int e_local) {
   const int64_t mean = mean_rows_per_active_expert(pairs, e_local);
   return mean <= 8 ? 16 : mean <= 16 ? 32 : 64;
+}
+
+// The decode kernels' m16 tiles per warp for a GEMM of `rows` prepared rows per expert: with two,
+// a call whose warps cannot cover the SMs runs ~1 warp per scheduler, each bound by its own
+// instruction latency (ncu at T = 1: issue slots 15-29 % busy, stalls 'wait' and 'selected');
+// one tile per warp doubles the warps. Threshold: bench/NOTES.md (v28).
+inline int choose_warp_tiles(int64_t pairs, int e_local, int rows, int sm_count) {
+  const int64_t active = pairs < e_local ? pairs : e_local;  // experts with rows, at most
+  return active * (rows / 32) < int64_t(kNarrowWarpsPerSm) * sm_count ? 1 : 2;
 }
 
 // SM90: the warp-specialized wgmma kernels (tiles of <= 128 rows, 160 for an expert's last,

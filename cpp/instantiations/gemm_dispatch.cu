@@ -14,6 +14,7 @@ cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
   if (p.sm90_wgmma)  // chosen in c_api.cpp (choose_sm90_wgmma, sm90_wgmma_block_n)
     return p.block_n <= 64 ? launch_fc1_sm90_wgmma<3>(p, stream) : launch_fc1_sm90_wgmma<2>(p, stream);
 #endif
+  if (p.block_n <= 16 && p.fc1_warp_tiles == 1) return launch_fc1_nb<2, 1>(p, stream);
   return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc1_nb<4>(p, stream) : launch_fc1_nb<8>(p, stream);
 }
@@ -22,6 +23,7 @@ cudaError_t launch_fc2(const MoeParams& p, cudaStream_t stream) {
   if (p.sm90_wgmma)
     return p.block_n <= 64 ? launch_fc2_sm90_wgmma<3>(p, stream) : launch_fc2_sm90_wgmma<2>(p, stream);
 #endif
+  if (p.block_n <= 16 && p.fc2_warp_tiles == 1) return launch_fc2_nb<2, 1>(p, stream);
   return p.block_n <= 16 ? launch_fc2_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc2_nb<4>(p, stream) : launch_fc2_nb<8>(p, stream);
 }

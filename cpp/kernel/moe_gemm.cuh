@@ -46,7 +46,7 @@ struct MoeGemm {
     const int warp = threadIdx.x / 32;
     const int warp_row0 = Mainloop::warp_row0(mblock, warp);
     const int K = kFc1 ? p.hidden : p.inter;
-    const int mtiles = max(0, min(2, (rows(p) - warp_row0) / kWarpRows));
+    const int mtiles = max(0, min(Mainloop::kWarpTiles, (rows(p) - warp_row0) / kWarpRows));
     const size_t codes_per_expert = size_t(rows(p)) * K / 2, scales_per_expert = size_t(rows(p)) * K / 16;
     const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + tile.expert * codes_per_expert;
     const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + tile.expert * scales_per_expert;
@@ -80,7 +80,7 @@ struct MoeGemm {
     else
       Mainloop::run(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
     if (mtiles > 0 && Mainloop::epilogue_warp(threadIdx.x / 32))
-      Epilogue::template apply<NB>(p, tile, warp_row0, acc);
+      Epilogue::template apply<NB, Mainloop::kWarpTiles>(p, tile, warp_row0, acc);
   }
 };
 

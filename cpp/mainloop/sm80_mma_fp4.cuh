@@ -40,11 +40,16 @@ __device__ __forceinline__ uint32_t dup_half(uint32_t x, int hi) {
 // kMaxNB_: widest token tile (n8 tiles). 8 for the general kernel; 2 and 4 for the decode kernels,
 // whose smaller accumulators and token stage fit 4 CTAs per SM instead of 3 (more warps to hide
 // the weight stream's latency when tiles are a few rows).
-template <int kMaxNB_>
+// kWarpTiles_: m16 tiles per warp. 1 halves the item (64 rows) and so doubles the warps that
+// stream an expert: at T = 1 a call has only ~3-8 warps per SM with 2, each bound by its own
+// instruction latency (ncu: ~1 warp per scheduler, issue slots 15-29 % busy).
+template <int kMaxNB_, int kWarpTiles_ = 2>
 struct Sm80MmaFp4MainloopT {
   static constexpr int kMaxNB = kMaxNB_;
   static_assert(kMaxNB == 2 || kMaxNB == 4 || kMaxNB == 8, "widths: 16, 32 (decode) or 64 (general)");
-  static constexpr int kMTiles = 2;
+  static constexpr int kWarpTiles = kWarpTiles_;
+  static_assert(kWarpTiles == 1 || kWarpTiles == 2, "one or two m16 tiles per warp");
+  static constexpr int kMTiles = kWarpTiles;
   static constexpr int kWarps = kCtaThreads / 32;
   static constexpr int kStageBlocks = 2;        // k64 blocks per ring stage
   static constexpr int kStages = 4;             // ring stages per warp (3 in flight)
@@ -52,8 +57,8 @@ struct Sm80MmaFp4MainloopT {
   static constexpr int kStageElems = 8 * kMaxNB * (kChunkRows / kMaxNB + 32);  // rows x (chunk + 32)
   static constexpr bool kRuntimeNB = true;
   static constexpr bool kWarpItems = false;
-  static constexpr int kItemRows = kCtaRows;
-  static constexpr int kCtasPerSm = kMaxNB == 8 ? 3 : 4;  // register bound for __launch_bounds__
+  static constexpr int kItemRows = kWarps * kWarpTiles * kWarpRows;
+  static constexpr int kCtasPerSm = kMaxNB == 8 ? 3 : kWarpTiles == 1 ? 6 : 4;  // register bound for __launch_bounds__
 
   struct Stage {
     uint4 q[kStageBlocks][kMTiles][32];  // codes: lane-major, as prepared
@@ -64,14 +69,14 @@ struct Sm80MmaFp4MainloopT {
     Stage ring[kWarps][kStages];
   };
   template <int NB>
-  using Accum = float[kMTiles][NB][4];
+  using Accum = float[2][NB][4];  // MoeGemm's shape; [1] unused with one tile per warp
 
   template <int NB>
   static constexpr int chunk_k() { return kChunkRows / NB; }
   template <int NB>
   static constexpr int stride() { return chunk_k<NB>() + 32; }  // +64 B per row: conflict-free
 
-  __device__ static int warp_row0(int mblock, int warp) { return mblock * kItemRows + warp * 2 * kWarpRows; }
+  __device__ static int warp_row0(int mblock, int warp) { return mblock * kItemRows + warp * kWarpTiles * kWarpRows; }
   __device__ static bool epilogue_warp(int) { return true; }
 
   // codes/scales: this expert's prepared matrix; row0: first prepared row of this warp.
@@ -81,7 +86,7 @@ struct Sm80MmaFp4MainloopT {
                              Accum<NB>& acc) {
     zero_acc(acc);
     // A warp past the matrix's last rows still joins the CTA barriers of the activation stage.
-    if (mtiles >= 2) run_tiles<NB, 2>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    if (kWarpTiles >= 2 && mtiles >= 2) run_tiles<NB, kWarpTiles>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
     else if (mtiles == 1) run_tiles<NB, 1>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
     else run_tiles<NB, 0>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
     if (act.fp4) undo_fp4_act_scale(acc);
@@ -106,8 +111,8 @@ struct Sm80MmaFp4MainloopT {
     for (int mt = 0; mt < kMTiles; ++mt)
       qsrc[mt] = codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16;
     // lanes 0..15 copy scales: lane = 8 * block + 4 * tile + 16-byte part
-    const int s_blk = (lane >> 3) & 1, s_mt = (lane >> 2) & 1;
-    const bool scale_lane = lane < 16 && s_mt < MT;
+    const int s_blk = (lane >> 3) & 1, s_tile = (lane >> 2) & 1, s_mt = kMTiles == 2 ? s_tile : 0;
+    const bool scale_lane = lane < 16 && s_tile < MT;
     const uint8_t* ssrc = scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16;
     auto issue = [&](int kb0, int slot) {  // stage of blocks kb0, kb0 + 1
       Stage& st = ring[slot];

@@ -21,7 +21,8 @@ __device__ __forceinline__ uint32_t nibble_pair_bf16x2(uint32_t v) {
 template <int NB>
 struct Sm80StreamFp4Mainloop {
   static constexpr int kBN = 8 * NB;
-  static constexpr int kItemRows = 2 * kWarpRows;
+  static constexpr int kWarpTiles = 2;
+  static constexpr int kItemRows = kWarpTiles * kWarpRows;
   static constexpr int kKU = 4;  // k64 blocks in flight per lane
   static constexpr bool kWarpItems = true;  // each warp runs its own items
   static constexpr bool kRuntimeNB = false;
