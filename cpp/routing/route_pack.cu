@@ -65,27 +65,37 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   const int k = p.top_k;  // <= 16 (c_api.cpp): lane j < k holds slot j
   const int nblk = p.hidden / 16, chunks = (nblk + 31) / 32;
-  pdl_wait();
-  pdl_trigger();
-  for (int64_t u = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; u < p.tokens * chunks; u += warps) {
+  const int64_t units = p.tokens * chunks;
+  union Raw { uint4 v[2]; uint16_t h[16]; };  // rows are 16-B aligned: two vector loads
+  // x, the ids and the input scales: the caller's, complete before the route kernel started (it
+  // is launched without PDL), so a unit's loads may go out before the wait. Only pair_row is
+  // the route kernel's. At decode this takes the ids -> scale -> x chain off the critical path.
+  auto load_inputs = [&](int64_t u, Raw& raw, float& my_gs) {
     const int64_t tok = u / chunks;
     const int b = int(u % chunks) * 32 + lane;
-    const bool active = b < nblk;
-    int my_row = -1;
-    float my_gs = 0.0f;
+    my_gs = 0.0f;
     if (lane < k) {
-      my_row = p.pair_row[tok * k + lane];
-      if (my_row >= 0) {
-        const int el = local_expert(load_id(p.ids, p.ids64, tok * k + lane), p.local_offset, p.e_local);
-        my_gs = p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)];
-      }
+      const int el = local_expert(load_id(p.ids, p.ids64, tok * k + lane), p.local_offset, p.e_local);
+      if (el >= 0) my_gs = p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)];
     }
-    union { uint4 v[2]; uint16_t h[16]; } raw;  // rows are 16-B aligned: two vector loads
-    if (active) {
+    if (b < nblk) {
       const uint4* src = reinterpret_cast<const uint4*>(p.x + tok * p.hidden + b * 16);
       raw.v[0] = src[0];
       raw.v[1] = src[1];
     }
+  };
+  int64_t u = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
+  Raw raw;
+  float my_gs = 0.0f;
+  if (u < units) load_inputs(u, raw, my_gs);
+  pdl_wait();
+  pdl_trigger();
+  for (bool first = true; u < units; u += warps, first = false) {
+    if (!first) load_inputs(u, raw, my_gs);
+    const int64_t tok = u / chunks;
+    const int b = int(u % chunks) * 32 + lane;
+    const bool active = b < nblk;
+    const int my_row = lane < k ? p.pair_row[tok * k + lane] : -1;  // -1: expert not local
     uint2 codes = make_uint2(0u, 0u);
     uint32_t sf = 0;
     uint32_t dec[8] = {};  // sm90_wgmma: the block decoded
