@@ -6,7 +6,7 @@
 // per pair, so the output is bitwise deterministic and batch invariant anyway.
 #include "common/launchers.hpp"
 #include "common/pdl.cuh"
-#include "mainloop/activation_stage.cuh"  // decode_fp4_block_bf16
+#include "mainloop/activation_stage.cuh"  // nvfp4_block_decoded_bf16
 #include "routing/route_device.cuh"
 
 namespace moe12x {
@@ -59,7 +59,7 @@ cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
 // shared scale: 8x less work than a warp per row at top_k = 8) and the same codes go to every
 // row. Splitting tokens into 32-block chunks keeps small batches (decode) spread over many
 // warps. Same values as pack_row_fp4, bit for bit (for the SM90 wgmma kernel decoded to bf16,
-// q * sf * 2^-8: the rows its producer loads by TMA).
+// q * sf * 2^-8: the rows its producer loads by TMA, by nvfp4_block_decoded_bf16).
 __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
@@ -107,9 +107,13 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
       const float gs = __shfl_sync(0xffffffffu, my_gs, j);
       if (row < 0) continue;
       if (!have || __float_as_uint(gs) != __float_as_uint(have_gs)) {
-        if (active) {
+        if (active && p.sm90_wgmma) {  // quantize + decode_fp4_block_bf16, bit for bit, without codes
+          float v[16];
+#pragma unroll
+          for (int i = 0; i < 16; ++i) v[i] = bf16_to_float(raw.h[i]);
+          nvfp4_block_decoded_bf16(v, gs, dec);
+        } else if (active) {
           sf = nvfp4_quantize_block(raw.h, gs, codes);
-          if (p.sm90_wgmma) decode_fp4_block_bf16(codes, sf, dec);
         }
         have = true;
         have_gs = gs;
