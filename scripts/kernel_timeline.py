@@ -79,6 +79,8 @@ def timeline(name, T, nsets, schedule, gen, warm=3):
             cur = []
         cur.append(kk)
     calls.append(cur)
+    starts = [c[0][1] for c in calls]
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
     calls = calls[1:-1] if len(calls) > 3 else calls  # drop the replay edges
     names = [c[0] for c in calls[0]]
     calls = [c for c in calls if [x[0] for x in c] == names]
@@ -93,6 +95,8 @@ def timeline(name, T, nsets, schedule, gen, warm=3):
     period = statistics.median(b[0][1] - a[0][1] for a, b in zip(calls, calls[1:]))
     print(f"   call span {span:.1f} µs, call-to-call {period:.1f} µs; CUDA events around the replay "
           f"(bench_moe.py's measure): {ev_call:.1f} µs per call")
+    print(f"   every call-to-call period over the profiled replays (sorted, µs): "
+          f"{' '.join(f'{x:.0f}' for x in gaps)}")
 
 
 def main():
@@ -101,7 +105,12 @@ def main():
     ap.add_argument("--sets", type=int, default=4)
     ap.add_argument("--schedule", default="auto")
     ap.add_argument("--warm", type=int, default=3, help="graph replays before the profiled ones")
+    ap.add_argument("--ceilings-first", action="store_true",
+                    help="measure the copy and matmul ceilings first, as bench_moe.py does")
     a = ap.parse_args()
+    if a.ceilings_first:
+        bw, rate = B.measure_ceilings(torch)
+        print(f"ceilings: {bw / 1e9:.0f} GB/s, {rate / 1e12:.0f} TFLOP/s")
     gen = torch.Generator(device="cuda")
     gen.manual_seed(0)
     for pt in a.points:
