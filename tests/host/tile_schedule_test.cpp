@@ -5,12 +5,17 @@
 //   extra never adds a tile;
 // - workspace_layout: buffers in bounds and disjoint, the decoded layout (SM90 wgmma kernel)
 //   also holding the NVFP4 one, the packed FC1 input inside y, sizes non-decreasing in T;
-// - token_map_index: one TMA map per instantiated tile width.
+// - token_map_index: one TMA map per instantiated tile width;
+// - choose_warp_tiles (instantiations/dispatch.hpp): which decode GEMMs get one m16 tile per warp
+//   on a 132-SM H200 for the compass shapes (the choices measured in bench/NOTES.md v28), never
+//   one again once two were chosen as pairs grow, and the item rows the half-block FC1 epilogue
+//   relies on (a warp pair holds one 16-feature block).
 #include <cstdio>
 #include <vector>
 
 #include "common/params.hpp"
 #include "common/token_maps.hpp"
+#include "instantiations/dispatch.hpp"
 
 using namespace moe12x;
 
@@ -91,10 +96,45 @@ static void check_token_maps() {
   }
 }
 
+static void check_warp_tiles() {
+  struct Shape { const char* name; int e, k, H, I; int fc1_t1, fc2_t1; };
+  // measured on the H200 (132 SMs): one tile per warp helps at T = 1 where the grid has < ~6
+  // two-tile warps per SM (qwen3-30b, gpt-oss, qwen3-235b FC1), hurts deepseek-v3
+  const Shape shapes[] = {{"qwen3-30b-a3b", 128, 8, 2048, 768, 1, 1},
+                          {"qwen3-235b-a22b", 128, 8, 4096, 1536, 1, 2},
+                          {"gpt-oss-120b", 128, 4, 2880, 2880, 1, 1},
+                          {"deepseek-v3", 256, 8, 7168, 2048, 2, 2}};
+  for (const Shape& s : shapes) {
+    CHECK(choose_warp_tiles(s.k, s.e, 2 * s.I, 132) == s.fc1_t1, "%s T=1 FC1", s.name);
+    CHECK(choose_warp_tiles(s.k, s.e, s.H, 132) == s.fc2_t1, "%s T=1 FC2", s.name);
+    for (const int rows : {2 * s.I, s.H}) {
+      int prev = 1;
+      for (int64_t T = 1; T <= 4096; ++T) {
+        const int wt = choose_warp_tiles(T * s.k, s.e, rows, 132);
+        CHECK(wt == 1 || wt == 2, "%s T=%lld: %d tiles", s.name, (long long)T, wt);
+        CHECK(wt >= prev, "%s rows=%d T=%lld: one tile per warp again after two", s.name, rows, (long long)T);
+        prev = wt;
+      }
+      CHECK(choose_warp_tiles(4 * s.k, s.e, rows, 132) == 2, "%s rows=%d: two tiles from T = 4", s.name, rows);
+    }
+  }
+  // One-tile items are 64 rows: FC1's 2I rows (I % 64 == 0, c_api.cpp) fill every item, and warp w
+  // of an item starts at feature (64 m + 16 w) / 2: even warps at a 16-feature block, odd ones 8 in.
+  for (int I = 64; I <= 4096; I += 64) {
+    CHECK((2 * I) % 64 == 0, "I=%d", I);
+    for (int m = 0; m < (2 * I) / 64; ++m)
+      for (int w = 0; w < 4; ++w) {
+        const int f0 = (64 * m + 16 * w) / 2;
+        CHECK(f0 % 16 == (w & 1) * 8, "I=%d m=%d w=%d: first feature %d", I, m, w, f0);
+      }
+  }
+}
+
 int main() {
   check_tiles();
   check_workspace();
   check_token_maps();
+  check_warp_tiles();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
     return 1;
