@@ -32,12 +32,13 @@ bool pdl_disabled() {
   return off;
 }
 
-// MOE12X_WARP_TILES: unset = choose_warp_tiles; "1" or "2" = the mma.sync decode kernels with
-// that many m16 tiles per warp for every call that runs them (A/B runs, tests). Read once.
+// MOE12X_WARP_TILES: "1" or "2" = the mma.sync decode kernels with that many m16 tiles per warp
+// for every call that runs them (A/B runs, tests); unset or anything else = choose_warp_tiles.
+// Read once.
 int warp_tiles_mode() {
   static const int mode = [] {
     const char* v = std::getenv("MOE12X_WARP_TILES");
-    return !v || !v[0] ? 0 : v[0] == '1' ? 1 : 2;
+    return v && (v[0] == '1' || v[0] == '2') && !v[1] ? v[0] - '0' : 0;
   }();
   return mode;
 }
