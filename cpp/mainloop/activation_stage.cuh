@@ -68,6 +68,14 @@ __device__ __forceinline__ void nvfp4_block_decoded_bf16(const float (&v)[16], f
   for (int j = 0; j < 8; ++j) w[j] = uint32_t(float_to_bf16(d[2 * j])) | (uint32_t(float_to_bf16(d[2 * j + 1])) << 16);
 }
 
+// The same for a block of bf16 bits (as nvfp4_quantize_block's overload).
+__device__ __forceinline__ void nvfp4_block_decoded_bf16(const uint16_t (&h)[16], float gs, uint32_t (&w)[8]) {
+  float v[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) v[i] = __uint_as_float(uint32_t(h[i]) << 16);
+  nvfp4_block_decoded_bf16(v, gs, w);
+}
+
 // 16 bf16 values (8 words) -> 32 B at dst (16-B aligned).
 __device__ __forceinline__ void store_bf16x16(void* dst, const uint32_t (&w)[8]) {
   uint4* d = reinterpret_cast<uint4*>(dst);

@@ -108,10 +108,7 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
       if (row < 0) continue;
       if (!have || __float_as_uint(gs) != __float_as_uint(have_gs)) {
         if (active && p.sm90_wgmma) {  // quantize + decode_fp4_block_bf16, bit for bit, without codes
-          float v[16];
-#pragma unroll
-          for (int i = 0; i < 16; ++i) v[i] = bf16_to_float(raw.h[i]);
-          nvfp4_block_decoded_bf16(v, gs, dec);
+          nvfp4_block_decoded_bf16(raw.h, gs, dec);
         } else if (active) {
           sf = nvfp4_quantize_block(raw.h, gs, codes);
         }
