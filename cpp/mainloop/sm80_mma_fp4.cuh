@@ -11,6 +11,8 @@
 // The token-tile width NB (n8 tiles) is a template of run(); MoeGemm picks it per tile at run
 // time. fp32 accumulation, K in fixed order: an output never depends on NB or tile neighbours.
 #pragma once
+#include <cstddef>  // offsetof
+
 #include <cute/arch/copy_sm80.hpp>
 #include <cute/arch/mma_sm80.hpp>
 #include "common/nvfp4.cuh"
@@ -19,6 +21,12 @@
 #include "mainloop/activation_stage.cuh"
 
 namespace moe12x {
+
+// cp.async of 16 bytes, L2-cached only (cute's SM80_CP_ASYNC_CACHEGLOBAL), to a 32-bit shared
+// address: a stage's copies share one address register and constant offsets.
+__device__ __forceinline__ void cp_async_cg16(uint32_t smem_dst, const void* gmem_src) {
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(smem_dst), "l"(gmem_src) : "memory");
+}
 
 // A row's 4 prepared scale codes (one per k16 step) -> two words whose 16-bit halves are the
 // bf16 S of steps (0, 2) and (1, 3): S bits = code * 16 + 0x7580 (nvfp4.cuh), no carry across
@@ -100,37 +108,43 @@ struct Sm80MmaFp4MainloopT {
     static_assert(NB >= 1 && NB <= kMaxNB, "token tile wider than this mainloop's kMaxNB");
     static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
     static_assert(kChunk % (kKBlock * kStageBlocks) == 0, "chunk must hold whole ring stages");
-    using Copy = cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>;
     const int lane = threadIdx.x & 31, t = lane & 3;
     const int kblocks = K / kKBlock;
     Stage* ring = smem.ring[threadIdx.x / 32];
 
     // ---- weight ring ----
-    const uint8_t* qsrc[kMTiles];
+    // Running source pointers and one 32-bit shared address per stage with constant offsets: the
+    // issue was ~45 of the ~316 instructions of an NB = 1 stage (an IMAD.WIDE and a generic ->
+    // shared conversion per copy), and the decode loop is issue-bound.
+    const uint8_t* qnext[kMTiles];
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
-      qsrc[mt] = codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16;
+      qnext[mt] = codes + (int64_t(row0 / kWarpRows + mt) * kblocks) * kFragBytes + lane * 16;
     // lanes 0..15 copy scales: lane = 8 * block + 4 * tile + 16-byte part
     const int s_blk = (lane >> 3) & 1, s_tile = (lane >> 2) & 1, s_mt = kMTiles == 2 ? s_tile : 0;
     const bool scale_lane = lane < 16 && s_tile < MT;
-    const uint8_t* ssrc = scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16;
-    auto issue = [&](int kb0, int slot) {  // stage of blocks kb0, kb0 + 1
-      Stage& st = ring[slot];
+    const uint8_t* snext = scales + (int64_t(row0 / kWarpRows + s_mt) * kblocks + s_blk) * kScaleBytes + t * 16;
+    const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+    const uint32_t q_lane = lane * 16u, s_lane = uint32_t(offsetof(Stage, s)) + uint32_t((s_blk * kMTiles + s_mt) * 4 + t) * 16u;
+    int kb_next = 0;  // first block of the next stage to issue
+    auto issue = [&](int slot) {  // stage of blocks kb_next, kb_next + 1
+      const uint32_t st = ring_s + uint32_t(slot) * uint32_t(sizeof(Stage));
 #pragma unroll
       for (int i = 0; i < kStageBlocks; ++i)
-        if (kb0 + i < kblocks)
+        if (kb_next + i < kblocks)
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt)
-            Copy::copy(*reinterpret_cast<const cute::uint128_t*>(qsrc[mt] + int64_t(kb0 + i) * kFragBytes),
-                       *reinterpret_cast<cute::uint128_t*>(&st.q[i][mt][lane]));
-      if (scale_lane && kb0 + s_blk < kblocks)
-        Copy::copy(*reinterpret_cast<const cute::uint128_t*>(ssrc + int64_t(kb0) * kScaleBytes),
-                   *reinterpret_cast<cute::uint128_t*>(&st.s[s_blk][s_mt][t]));
+            cp_async_cg16(st + q_lane + uint32_t((i * kMTiles + mt) * kFragBytes), qnext[mt] + i * kFragBytes);
+      if (scale_lane && kb_next + s_blk < kblocks) cp_async_cg16(st + s_lane, snext);
       cute::cp_async_fence();  // empty groups past the end keep the wait count uniform
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) qnext[mt] += kStageBlocks * kFragBytes;
+      snext += kStageBlocks * kScaleBytes;
+      kb_next += kStageBlocks;
     };
     __syncwarp();  // every lane is done with the previous item's ring
 #pragma unroll
-    for (int i = 0; i < kStages - 1; ++i) issue(i * kStageBlocks, i);
+    for (int i = 0; i < kStages - 1; ++i) issue(i);
     // Weights never depend on the previous kernel; the activations do (pdl.cuh).
     pdl_wait();
     pdl_trigger();
@@ -146,7 +160,7 @@ struct Sm80MmaFp4MainloopT {
         cute::cp_async_wait<kStages - 2>();
         __syncwarp();  // stage visible to all lanes; the previous stage read by all lanes
         const Stage& st = ring[slot];
-        issue(kb + (kStages - 1) * kStageBlocks, slot == 0 ? kStages - 1 : slot - 1);
+        issue(slot == 0 ? kStages - 1 : slot - 1);  // blocks kb + (kStages - 1) * kStageBlocks, + 1
         slot = slot == kStages - 1 ? 0 : slot + 1;
         block_mma<NB, MT, kStride>(st, 0, smem.b + kk0, acc);
         if (kk0 + kKBlock < kc) block_mma<NB, MT, kStride>(st, 1, smem.b + kk0 + kKBlock, acc);
