@@ -54,6 +54,18 @@ int sm90_wgmma_mode() {
   return mode;
 }
 
+// MOE12X_FC1_HANDOFF: "0" = FC1's 128-token wgmma tiles on the grouped grid with the whole
+// epilogue in the consumer warpgroups; "1" = the work-queue kernel whose producer warps take the
+// epilogue's quantization (p.fc1_handoff); unset or anything else = kFc1HandoffDefault. Read once.
+constexpr bool kFc1HandoffDefault = true;
+bool fc1_handoff_mode() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOE12X_FC1_HANDOFF");
+    return v && (v[0] == '0' || v[0] == '1') && !v[1] ? v[0] == '1' : kFc1HandoffDefault;
+  }();
+  return on;
+}
+
 struct DeviceGuard {
   int prev = -1;
   int cc_major = 0;  // of the device entered
@@ -352,6 +364,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   // 128-row tiles: an expert's last tile takes up to 32 more rows (one wgmma of N <= 160 instead
   // of a second, narrow tile: bench/NOTES.md v21)
   if (p.sm90_wgmma && p.block_n == 128) p.tile_extra = 32;
+  p.fc1_handoff = p.sm90_wgmma && p.block_n == 128 && fp4 && fc1_handoff_mode();
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   if (!static_schedule && !p.sm90_wgmma && p.block_n <= 16) {  // the decode kernels (gemm_dispatch.cu)

@@ -125,6 +125,8 @@ struct MoeParams {
   bool sm90_wgmma;  // grouped FC1/FC2 on the warp-specialized wgmma kernel (c_api.cpp, dispatch.hpp);
                     // its FP4 activations (xq, act) are stored decoded, as bf16 q * sf * 2^-8
                     // (exact), rows of H (I) values: the kernel stages them by TMA
+  bool fc1_handoff;  // sm90_wgmma FC1 with 128-token tiles: the work-queue kernel whose producer
+                     // warps quantize the consumers' SwiGLU rows (kernel/moe_gemm_sm90_ws.cuh)
   int block_n;
   int fc1_warp_tiles = 2, fc2_warp_tiles = 2;  // m16 tiles per warp of the mma.sync decode kernels
                                                // (block_n <= 16): choose_warp_tiles

@@ -183,6 +183,102 @@ struct Fc1SwigluQuantEpilogue {
     if constexpr ((P + 1) * kPassNB < NB) copy_pass<NB, kPassNB, P + 1>(acc, pass, dst);
   }
 
+  // ---- hand-off (the SM90 WS work-queue kernel, FC1 with NVFP4 activations) ----
+  // The consumers compute SwiGLU from their accumulators and store it, fp32, as token rows of a
+  // shared buffer ([token][feature of the item], kHandoffStride apart); three producer warps then
+  // quantize, decode and store each (token, 16 features) block while the consumers run the next
+  // item's mainloop. Same expressions as staged_rows, so the same bits.
+  static constexpr int kHandoffTokens = 160;  // the widest tile (Sm90WgmmaFp4Block::kMaxNB * 8)
+  static constexpr int kHandoffStride = 132;  // floats: 2 t rows x 132 = 8 t banks apart (g + 8 t
+                                              // distinct on store), rows 16 B apart mod 128 on load
+  // Rolled over passes of 4 n8 tiles (16 values per lane): unrolled per width, SwiGLU was ~2000
+  // straight-line instructions run once per item, and the consumers spent ~7 us per item in it
+  // (trace, deepseek-v3 T = 4096), as the v24 epilogue did on instruction fetch.
+  static constexpr int kHandoffPassNB = 4;
+  template <int NB>
+  __device__ static void swiglu_to_handoff(const MoeParams& p, const ExpertTile& tile, int cwarp,
+                                           const float (&acc)[2][NB][4], float* handoff) {
+    static_assert(8 * kHandoffPassNB * ((NB + kHandoffPassNB - 1) / kHandoffPassNB) <= kHandoffTokens,
+                  "passes stay inside the hand-off buffer");
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const float alpha = acc_scale(p, tile.expert);
+    float* dst = handoff + (2 * t) * kHandoffStride + 16 * cwarp + g;
+#pragma unroll 1
+    for (int pass = 0; pass < (NB + kHandoffPassNB - 1) / kHandoffPassNB; ++pass) {
+      float r[kHandoffPassNB][2][4];  // [n8 tile of the pass][m16 tile][accumulator]
+      pick_pass<NB>(acc, pass, r);
+      float* d = dst + pass * (8 * kHandoffPassNB) * kHandoffStride;
+      bool ok = true;
+      float v[kHandoffPassNB][2][2];
+#pragma unroll
+      for (int nb = 0; nb < kHandoffPassNB; ++nb)
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            const float up = r[nb][mt][c] * alpha, gate = r[nb][mt][2 + c] * alpha;
+            v[nb][c][mt] = div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
+          }
+      if (!ok) {  // tiny or huge values: the pass again with `/` (rare)
+#pragma unroll
+        for (int nb = 0; nb < kHandoffPassNB; ++nb)
+#pragma unroll
+          for (int c = 0; c < 2; ++c)
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) v[nb][c][mt] = swiglu_cold(r[nb][mt][c] * alpha, r[nb][mt][2 + c] * alpha);
+      }
+      // columns past the tile (the last pass of a width that is not a multiple of 4) land in rows
+      // below kHandoffTokens that the producer warps never read
+#pragma unroll
+      for (int nb = 0; nb < kHandoffPassNB; ++nb)
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) d[(nb * 8 + c) * kHandoffStride + 8 * mt] = v[nb][c][mt];
+    }
+  }
+
+  // The accumulators of pass `pass` (n8 tiles 4 pass .. 4 pass + 3; past NB: the last, unread).
+  template <int NB, int P = 0>
+  __device__ __forceinline__ static void pick_pass(const float (&acc)[2][NB][4], int pass,
+                                                   float (&r)[kHandoffPassNB][2][4]) {
+    if (pass == P) {
+#pragma unroll
+      for (int nb = 0; nb < kHandoffPassNB; ++nb)
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) r[nb][mt][i] = acc[mt][min(P * kHandoffPassNB + nb, NB - 1)][i];
+      return;
+    }
+    if constexpr ((P + 1) * kHandoffPassNB < NB) pick_pass<NB, P + 1>(acc, pass, r);
+  }
+
+  // The producer side: thread `tid` of `nthreads` takes (16-feature block, token) units, tokens
+  // fastest (a warp's 16-B loads hit distinct banks). f_base: the item's first feature.
+  __device__ static void handoff_rows(const MoeParams& p, const ExpertTile& tile, int f_base, const float* handoff,
+                                      int tid, int nthreads) {
+    const int ntok = tile.nrows;
+    if (ntok <= 0) return;
+    const float gs_out = p.fc2_scale[input_scale_index(p.fc2_count, tile.expert, p.e_local, p.local_offset)];
+    int blk = 0;
+#pragma unroll 1
+    for (int tok = tid;; tok += nthreads) {
+      while (tok >= ntok && blk < 8) tok -= ntok, ++blk;
+      const int f0 = f_base + 16 * blk;
+      if (blk >= 8 || f0 >= p.inter) break;  // blocks past the matrix: the last item's upper half
+      float v[16];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float4 q = reinterpret_cast<const float4*>(handoff + tok * kHandoffStride + 16 * blk)[j];
+        v[4 * j] = q.x, v[4 * j + 1] = q.y, v[4 * j + 2] = q.z, v[4 * j + 3] = q.w;
+      }
+      uint32_t w[8];
+      nvfp4_block_decoded_bf16(v, gs_out, w);
+      store_bf16x16(reinterpret_cast<uint16_t*>(p.act) + (int64_t(tile.row0) + tok) * p.inter + f0, w);
+    }
+  }
+
   // One token row of the scratch per lane (rolled: one copy per tile width, run ~2x per pass).
   __device__ __forceinline__ static void staged_rows(const MoeParams& p, const float* scratch, int ntok, int64_t row0, int f0,
                                      float alpha, float gs_out) {

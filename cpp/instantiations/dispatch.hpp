@@ -28,6 +28,9 @@ template <int kConsumers>
 cudaError_t launch_fc1_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
 template <int kConsumers>
 cudaError_t launch_fc2_sm90_wgmma(const MoeParams& p, cudaStream_t stream);
+// FC1 with 2 consumer warpgroups on the work-queue grid, its epilogue handed to the producer warps
+// (gemm_sm90_wgmma_handoff.cu); NVFP4 activations only.
+cudaError_t launch_fc1_sm90_wgmma_handoff(const MoeParams& p, cudaStream_t stream);
 #endif
 
 // Ceiling of routed rows per expert that has any (the width choices below key on it).

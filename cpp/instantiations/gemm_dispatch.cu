@@ -12,7 +12,9 @@ cudaError_t launch_static(const MoeParams& p, cudaStream_t stream) {
 cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
 #ifdef MOE12X_HAS_SM90_WGMMA
   if (p.sm90_wgmma)  // chosen in c_api.cpp (choose_sm90_wgmma, sm90_wgmma_block_n)
-    return p.block_n <= 64 ? launch_fc1_sm90_wgmma<3>(p, stream) : launch_fc1_sm90_wgmma<2>(p, stream);
+    return p.block_n <= 64 ? launch_fc1_sm90_wgmma<3>(p, stream)
+           : p.fc1_handoff ? launch_fc1_sm90_wgmma_handoff(p, stream)
+                           : launch_fc1_sm90_wgmma<2>(p, stream);
 #endif
   if (p.block_n <= 16 && p.fc1_warp_tiles == 1) return launch_fc1_nb<2, 1>(p, stream);
   return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)

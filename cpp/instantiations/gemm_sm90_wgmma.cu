@@ -11,6 +11,9 @@ template cudaError_t launch_fc2_sm90_wgmma<2>(const MoeParams& p, cudaStream_t s
 }  // namespace moe12x
 
 #ifdef MOE12X_WS_TRACE
+#define MOE12X_HANDOFF_IN_TRACE_TU
+#include "instantiations/gemm_sm90_wgmma_handoff.cu"  // its records in this TU's buffer
+
 // Experiment builds: copy (reset = 0) or clear (reset != 0) this TU's trace records
 // (kernel/ws_trace.cuh; scripts/ws_trace.py). Returns a cudaError_t.
 extern "C" __attribute__((visibility("default"))) int moe12x_debug_ws_trace(void* host, size_t bytes, int reset) {

@@ -6,6 +6,8 @@
 //     by one thread; FC1's bf16 rows gathered from x are copied by all 128 threads;
 //   the consumer warpgroups (232 / 152 registers): 128 weight rows each, the per-warp cp.async
 //     weight ring and Sm90WgmmaFp4Block (A dequantized in registers, RS wgmma).
+// FC1's 128-token items run on the work-queue grid with the epilogue's quantization handed to
+// producer warps 1-3 (kHandoff, v32).
 // The token tile is staged once per item instead of once per 128 rows, off the consumers' issue
 // slots, and the consumer warpgroups interleave dequantization with each other's tensor-core work.
 // Same operands, same k order, same accumulator mapping as the mma.sync mainloop: the epilogues
@@ -26,25 +28,47 @@
 
 namespace moe12x {
 
+// Floats of the FC1 hand-off buffer (kHandoff), none otherwise.
+template <class Epilogue, bool kOn>
+struct HandoffFloats {
+  static constexpr int value = 4;
+};
+template <class Epilogue>
+struct HandoffFloats<Epilogue, true> {
+  static constexpr int value = Epilogue::kHandoffTokens * Epilogue::kHandoffStride;
+};
+
 // kConsumers_ = 2: items of 256 rows, token tiles of <= 128 rows, or <= 160 for an expert's last
 // tile (p.tile_extra). 3: items of 384 rows, tiles of <= 64 tokens (152 consumer registers: no
 // room for a 128-wide accumulator), more warps to hide the narrow tiles' latency
 // (bench/micro/sm90_ws_ladder.cu).
-template <Gemm kWhich, class Epilogue, int kConsumers_ = 2>
+// kHandoff_ (FC1, 2 consumer warpgroups, work-queue grid, TMA tokens): the consumers' epilogue is
+// SwiGLU into a shared hand-off buffer; producer warps 1-3, idle since TMA, quantize, decode and
+// store it while the consumers run the next item (docs/sm90-wgmma.md). The buffer takes the
+// scratch's place and a token stage's; the producers get 56 registers for the quantizer (no spills
+// in its loop), the consumers 224. MOE12X_FC1_HANDOFF picks it (c_api.cpp).
+template <Gemm kWhich, class Epilogue, int kConsumers_ = 2, bool kHandoff_ = false>
 struct MoeGemmSm90Ws {
   using ML = Sm90WgmmaFp4Block;
   static constexpr bool kFc1 = kWhich == Gemm::kFc1;
   static constexpr int kConsumers = kConsumers_;             // warpgroups of 128 weight rows
   static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
+  static constexpr bool kHandoff = kHandoff_;
+  static_assert(!kHandoff || (kFc1 && kConsumers == 2), "the hand-off is FC1's, with 2 consumer warpgroups");
   static constexpr int kTileNB = kConsumers == 2 ? 16 : 8;   // full tiles; kConsumers 2 also 18, 20
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = kConsumers == 2 ? 232 : 152;
-  static_assert(128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "setmaxnreg split fits the register file");
   static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kProducerRegs = kHandoff ? 56 : 40;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? (kHandoff ? 224 : 232) : 152;
+  // setmaxnreg moves registers within what the CTA was launched with (__launch_bounds__(kThreads,
+  // 1): 65536 / kThreads per thread, in steps of 8); asking for more spins forever.
+  static_assert(128 * (kProducerRegs + kConsumers * kConsumerRegs) <= (65536 / kThreads & ~7) * kThreads,
+                "setmaxnreg split fits the registers the CTA is launched with");
   static constexpr int kItemRows = 128 * kConsumers;
-  static constexpr int kBStages = 4;
+  static constexpr int kBStages = kHandoff ? 3 : 4;
+  static constexpr int kHandoffThreads = 96;  // producer warps 1-3
   static constexpr int kItemSlots = 2;  // work-queue kernel: items claimed ahead of the consumers
-  static constexpr bool kOwnScratch = kConsumers == 2;  // epilogue scratch apart from the weight rings
+  static constexpr bool kOwnScratch = kConsumers == 2 && !kHandoff;  // epilogue scratch apart from the weight rings
+  static constexpr bool kRingFreeInEpilogue = kConsumers == 2;  // the next item's stages may land during it
   static constexpr int kBStageBytes = 8 * ML::kMaxNB * 128;  // one k64 block of 160 tokens, or 20 / nb of nb n8 tiles
   static_assert(kBStageBytes % 1024 == 0, "SW128 buffers stay 1024-B aligned");
   static_assert(ML::kMaxNB == kTokenMapMaxNB, "token buffers and TMA boxes agree (common/token_maps.hpp)");
@@ -60,6 +84,10 @@ struct MoeGemmSm90Ws {
     alignas(8) uint64_t item_empty[kItemSlots];
     int item[kItemSlots];
     alignas(16) float scratch[kOwnScratch ? 4 * kConsumers : 1][kOwnScratch ? Epilogue::kScratchBytes / 4 : 1];
+    alignas(16) float handoff[HandoffFloats<Epilogue, kHandoff>::value];
+    alignas(8) uint64_t handoff_full;   // the consumers' SwiGLU rows are in (256 arrivals)
+    alignas(8) uint64_t handoff_empty;  // the producer warps are done reading them (96)
+    int handoff_item;                   // the rows' item; -1: no more
   };
   static_assert(sizeof(SharedStorage) <= 227 * 1024, "one CTA per SM must fit SM90's 227 KB of shared memory");
 
@@ -80,6 +108,7 @@ struct MoeGemmSm90Ws {
   struct Pipe {
     int stage = 0;
     uint32_t phase = 0;
+    uint32_t handoff_phase = 0;  // kHandoff consumers: parity of the hand-off buffer's use
     __device__ void advance() {
       if (++stage == kBStages) { stage = 0; phase ^= 1u; }
     }
@@ -258,11 +287,32 @@ struct MoeGemmSm90Ws {
     after_main();
     if (p.act_fp4) undo_fp4_act_scale(acc);
     static_assert(Epilogue::kScratchBytes <= sizeof(typename ML::Stage) * kStages, "epilogue scratch fits the weight ring");
-    if (wr.mtiles > 0) Epilogue::template apply_staged<NB>(p, tile, wr.row0, acc, scratch(smem, cwarp));
+    if constexpr (kHandoff) {
+      Barrier::wait(&smem.handoff_empty, pipe.handoff_phase ^ 1u);  // fresh barriers pass at parity 1
+      if (wr.mtiles > 0) Epilogue::template swiglu_to_handoff<NB>(p, tile, cwarp, acc, smem.handoff);
+      if (threadIdx.x == 128) smem.handoff_item = int(item);
+      Barrier::arrive(&smem.handoff_full);
+      pipe.handoff_phase ^= 1u;
+    } else if (wr.mtiles > 0) {
+      Epilogue::template apply_staged<NB>(p, tile, wr.row0, acc, scratch(smem, cwarp));
+    }
     MOE12X_WS_PROBE(if (threadIdx.x % 128 == 0 && cwarp < 8) if (auto* r = ws_trace_record(kFc1, item)) {
       r->epi_end[cwarp / 4] = ws_trace_now();
       if (cwarp == 0) r->nrows = tile.nrows, r->expert = tile.expert;
     });
+  }
+
+  // ---- producer warps 1-3 (kHandoff): the FC1 epilogue's quantization, one item behind ----
+  __device__ static void handoff_loop(const MoeParams& p, SharedStorage& smem) {
+    const int mblocks = MoeGemmSm90Ws::mblocks(p);
+    for (uint32_t phase = 0;; phase ^= 1u) {
+      Barrier::wait(&smem.handoff_full, phase);
+      const int item = smem.handoff_item;
+      if (item < 0) break;
+      Epilogue::handoff_rows(p, load_tile(p, item / mblocks), (item % mblocks) * (kItemRows / 2), smem.handoff,
+                             int(threadIdx.x) - 32, kHandoffThreads);
+      Barrier::arrive(&smem.handoff_empty);
+    }
   }
 
   template <class AfterMain>
@@ -298,6 +348,10 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
       G::Barrier::init(&smem.item_full[s], 1);                   // the producer thread
       G::Barrier::init(&smem.item_empty[s], 4 * G::kConsumers);  // one lane per consumer warp
     }
+    if constexpr (G::kHandoff) {
+      G::Barrier::init(&smem.handoff_full, 128 * G::kConsumers);
+      G::Barrier::init(&smem.handoff_empty, G::kHandoffThreads);
+    }
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -320,6 +374,8 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
           if (item >= items) break;
           G::produce(p, maps, smem, load_tile(p, item / mblocks), pipe);
         }
+      } else if constexpr (G::kHandoff) {
+        if (threadIdx.x >= 32) G::handoff_loop(p, smem);
       }
     } else {
       for (GridTileScheduler s(p); s.valid(); s.advance()) G::produce(p, maps, smem, s.tile(), pipe);
@@ -348,10 +404,15 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
         G::consume(p, smem, load_tile(p, item / mblocks), item % mblocks, ring_ready, pipe, unsigned(item), [&] {
           next = take();
           // the next item's first weight stages land during this item's epilogue
-          ring_ready = G::kOwnScratch && next >= 0;
+          ring_ready = G::kRingFreeInEpilogue && next >= 0;
           if (ring_ready) typename G::WeightRing(p, load_tile(p, next / mblocks).expert, next % mblocks, cwarp).prologue(smem.ring[cwarp]);
         });
         item = next;
+      }
+      if constexpr (G::kHandoff) {  // release the producer warps
+        G::Barrier::wait(&smem.handoff_empty, pipe.handoff_phase ^ 1u);
+        if (threadIdx.x == 128) smem.handoff_item = -1;
+        G::Barrier::arrive(&smem.handoff_full);
       }
     } else {
       for (GridTileScheduler s(p); s.valid(); s.advance())
@@ -382,7 +443,9 @@ cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
     if (const cudaError_t e = encode_token_maps(G::kFc1 ? p.xq : p.act, p.tokens * p.top_k, K, maps); e != cudaSuccess)
       return e;
   }
-  if (G::tma_tokens(p) && ws_queue_mode()) {
+  if constexpr (G::kHandoff)
+    if (!G::tma_tokens(p)) return cudaErrorNotSupported;  // c_api.cpp takes it only with NVFP4 activations
+  if (G::tma_tokens(p) && (G::kHandoff || ws_queue_mode())) {
     if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, true>>(kSmem); e != cudaSuccess) return e;
     int dev = 0, sms = 0;
     if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
@@ -391,9 +454,13 @@ cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
     return launch_kernel(moe_gemm_sm90_ws_kernel<G, true>, dim3(unsigned(items < sms ? (items > 0 ? items : 1) : sms)),
                          dim3(G::kThreads), kSmem, stream, grouped_pdl(p, G::kFc1), p, maps);
   }
-  if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, false>>(kSmem); e != cudaSuccess) return e;
-  return launch_kernel(moe_gemm_sm90_ws_kernel<G, false>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem, stream,
-                       grouped_pdl(p, G::kFc1), p, maps);
+  if constexpr (G::kHandoff) {
+    return cudaErrorNotSupported;  // not reached: the hand-off needs the work-queue grid
+  } else {
+    if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, false>>(kSmem); e != cudaSuccess) return e;
+    return launch_kernel(moe_gemm_sm90_ws_kernel<G, false>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem,
+                         stream, grouped_pdl(p, G::kFc1), p, maps);
+  }
 }
 
 }  // namespace moe12x
