@@ -14,6 +14,12 @@ namespace moe12x {
 __device__ __forceinline__ float swiglu(float up, float gate) { return gate / (1.0f + expf(-gate)) * up; }
 // The same, out of line: the staged epilogue's rare fallback (see div_rn_cold).
 static __device__ __noinline__ float swiglu_cold(float up, float gate) { return swiglu(up, gate); }
+// The same with the division unchecked (div_rn_unchecked): `ok` turns false where a value leaves
+// its safe range, and the caller redoes its batch with swiglu_cold. One expression for every
+// batched path (staged rows, the hand-off), so their bits agree.
+__device__ __forceinline__ float swiglu_unchecked(float up, float gate, bool& ok) {
+  return div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
+}
 
 struct Fc1SwigluQuantEpilogue {
   // Accumulator -> FC1 output: the weights' global scale, the FC1 input scale (NVFP4 activations)
@@ -217,7 +223,7 @@ struct Fc1SwigluQuantEpilogue {
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
             const float up = r[nb][mt][c] * alpha, gate = r[nb][mt][2 + c] * alpha;
-            v[nb][c][mt] = div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
+            v[nb][c][mt] = swiglu_unchecked(up, gate, ok);
           }
       if (!ok) {  // tiny or huge values: the pass again with `/` (rare)
 #pragma unroll
@@ -297,7 +303,7 @@ struct Fc1SwigluQuantEpilogue {
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const float up = r[i] * alpha, gate = r[16 + i] * alpha;
-        v[i] = div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
+        v[i] = swiglu_unchecked(up, gate, ok);
       }
       if (!ok) {
 #pragma unroll
