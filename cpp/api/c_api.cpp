@@ -354,6 +354,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.local_offset = config->local_expert_offset;
   p.act_fp4 = fp4;
   p.pdl = guard.cc_major >= 9 && !pdl_disabled();
+  p.sm_count = guard.sm_count;
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
   p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
                               : choose_grouped_block_n(T * config->top_k, config->num_local_experts);

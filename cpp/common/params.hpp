@@ -156,6 +156,8 @@ struct MoeParams {
   uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode; sm90_wgmma: decoded bf16, no xq_sf)
   uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16 (sm90_wgmma: decoded)
   float* y;                      // [T * k, H] fp32, already multiplied by the routing weight
+  // device
+  int sm_count;  // of the device the call runs on (c_api.cpp caches it): the work-queue grid's size
 };
 
 // Index of an input scale for local expert el given how many values the caller passed.
