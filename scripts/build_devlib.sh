@@ -21,7 +21,15 @@ mkdir -p "$build"
 # keep the build tree out of git (and out of what is carried to the GPU machine)
 [[ -f $build/.gitignore ]] || echo '*' > "$build/.gitignore"
 cmake -S . -B "$build" -G Ninja -DPython_EXECUTABLE="$python" "${args[@]}"
-cmake --build "$build"
+cmake --build "$build" 2>&1 | tee "$build/build.log"  # pipefail: a failed build stops here
+# ptxas C7512: "wgmma.mma_async instructions are serialized due to insufficient register
+# resources" -- an ARRIVE before every wgmma of the kernel, a silent large slowdown (bench/NOTES.md,
+# session 10). Stop here rather than carry such a library to the GPU machine.
+if grep -q C7512 "$build/build.log"; then
+  grep C7512 "$build/build.log" | sed 's/^/build_devlib: /'
+  echo "build_devlib: wgmma serialized in the kernels above (ptxas C7512); not copied to .devbuild/" >&2
+  exit 1
+fi
 mkdir -p .devbuild
 cp -f "$build/libmoe12x.so" .devbuild/libmoe12x.so.tmp
 mv -f .devbuild/libmoe12x.so.tmp .devbuild/libmoe12x.so
