@@ -22,7 +22,7 @@ from pymoe.demo import MODEL_SHAPES  # noqa: E402
 
 
 def short(name):
-    for key in ("route_kernel", "pack_fp4", "combine", "static", "sm90_ws", "grouped"):
+    for key in ("route_kernel", "route_count", "route_scatter", "pack_fp4", "combine", "static", "sm90_ws", "grouped"):
         if key in name:
             if key in ("sm90_ws", "grouped"):
                 return f"{'fc1' if 'kFc1' in name or 'Gemm)0' in name else 'fc2'}:{key}"

@@ -55,7 +55,8 @@ ODD_CASES = {
     "T3": dict(num_experts=16, top_k=8, hidden=1024, inter=512, tokens=3),
     "T517": dict(num_experts=32, top_k=8, hidden=512, inter=256, tokens=517),
     "T4099": dict(num_experts=64, top_k=8, hidden=256, inter=128, tokens=4099),
-    # the issue's upper bound on T (262,144 routed rows through the one-CTA router)
+    # the issue's upper bound on T (262,144 routed rows; from 4096 pairs the grouped schedule
+    # routes with route_count_kernel + route_scatter_kernel, cpp/routing/route_pack.cu)
     "T65536": dict(num_experts=16, top_k=4, hidden=128, inter=128, tokens=65536),
     # activation block scales (x and the intermediate) mostly e4m3 subnormals
     "subnormal_act_scales": dict(num_experts=16, top_k=4, hidden=512, inter=256, tokens=64,
@@ -341,6 +342,37 @@ def test_expert_parallel_sharding(count, act_quant):
                             f"differs from unsharded beyond bf16 rounding; worst ratio "
                             f"{float((err / bound).max()):.2f} at "
                             f"{np.unravel_index(int(np.argmax(err / bound)), err.shape)}")
+
+
+@requires_gpu
+@pytest.mark.parametrize("act_quant", ACT)
+def test_many_pairs_routing_sharded_with_invalid_ids(act_quant):
+    """From 4096 routed pairs the grouped schedule routes in two launches of 32 CTAs (per-chunk
+    histograms, then every CTA scans them and scatters its own chunk). Shard 1 of 2 (other
+    rank's ids in the batch), 20 % of slots -1 (int64 ids), every token's slot 0 on one expert
+    (a hot expert counted by every chunk): matches the reference with the dropped slots'
+    weights zeroed, and bitwise the static schedule, which routes on its own."""
+    key = small_key(tokens=700, num_experts=32, top_k=8, hidden=256, inter=128, name="route-many")
+    p = problem(key)
+    rng = np.random.default_rng(21)
+    ids = p.topk_ids.copy()
+    hot = 20  # a local expert of shard 1 (experts 16..31)
+    ids[:, 0] = np.where(ids[:, 0] == hot, ids[:, 0], hot)
+    for t in np.nonzero((ids[:, 1:] == hot).any(axis=1))[0]:  # keep a token's experts distinct
+        ids[t, 1:][ids[t, 1:] == hot] = [e for e in range(32) if e not in ids[t]][0]
+    drop = rng.random(ids.shape) < 0.2
+    p = p.replace(topk_ids=ids.astype(np.int32))
+    ps = p.shard(1, 2)
+    zero_w = ps.replace(topk_weights=np.where(drop, 0, ps.topk_weights).astype(np.float32))
+    ws = G.prepare(ps)
+    d = G.device_inputs(ps)
+    d_bad = dict(d, topk_ids=G.dev(np.where(drop, -1, ids).astype(np.int64)))
+    assert ps.tokens * ps.top_k >= 4096, "the sizes must reach the two-launch route"
+    out = G.run_fused(ps, ws, act_quant, inputs=d_bad, schedule="dynamic")
+    G.assert_matches_reference(G.values(out), zero_w.reference(act_quant), act_quant,
+                               "many pairs, shard 1/2, -1 ids, hot expert")
+    st = G.run_fused(ps, ws, act_quant, inputs=d_bad, schedule="static")
+    G.assert_bitwise_equal(G.bits(out), G.bits(st), "many pairs: dynamic vs static")
 
 
 # ============================================================================================

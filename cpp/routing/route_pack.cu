@@ -1,9 +1,9 @@
-// Grouped schedule routing: one CTA counts local (token, slot) pairs per expert, lays experts out
-// contiguously, emits the tile list, and scatters pair indices into packed rows (and the inverse
-// map); then a separate launch quantizes each token once per distinct FC1 input scale into its
-// routed rows. Row order inside an expert comes from atomics and is not
-// fixed, which is harmless: every packed row is computed independently and results are stored
-// per pair, so the output is bitwise deterministic and batch invariant anyway.
+// Grouped schedule routing: one CTA (for many pairs, two launches of kRouteCtas CTAs) counts local
+// (token, slot) pairs per expert, lays experts out contiguously, emits the tile list, and scatters
+// pair indices into packed rows (and the inverse map); then a separate launch quantizes each token
+// once per distinct FC1 input scale into its routed rows. Row order inside an expert comes from
+// atomics and is not fixed, which is harmless: every packed row is computed independently and
+// results are stored per pair, so the output is bitwise deterministic and batch invariant anyway.
 #include "common/launchers.hpp"
 #include "common/pdl.cuh"
 #include "mainloop/activation_stage.cuh"  // nvfp4_block_decoded_bf16
@@ -44,14 +44,107 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(MoeParams p) {
   }
 }
 
-cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
-  const size_t smem = sizeof(int) * (3 * size_t(p.e_local) + 2 + 64);
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(route_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return e;
+// ---- many pairs: the same tables from kRouteCtas CTAs in two launches -------------------------
+// One CTA's shared-memory atomics retire about one lane per cycle, so the kernel above costs
+// ~1.1 ns per pair (23 us at 16384 pairs, 150 us at 131072: scripts/kernel_timeline.py). Here
+// kRouteCtas CTAs each take a contiguous chunk of pairs: route_count_kernel writes each chunk's
+// histogram into a table [E_local][CTAs]; route_scatter_kernel reads the table (every CTA: the
+// totals and the rows of earlier chunks per expert), scans, and scatters its own chunk; CTA 0
+// publishes offsets and tiles. The table lives at the start of y, which nothing holds at this
+// point (the previous call's combine has completed; this call's pack writes there after its wait).
+constexpr int kRouteCtas = 32, kRouteMultiThreads = 512;
+constexpr int64_t kRouteMultiMinPairs = 4096;  // below: the one-CTA kernel (decode sizes)
+
+__device__ __forceinline__ int64_t route_chunk(int64_t pairs) { return (pairs + kRouteCtas - 1) / kRouteCtas; }
+
+__global__ void __launch_bounds__(kRouteMultiThreads) route_count_kernel(MoeParams p) {
+  extern __shared__ int hist[];  // [E_local]
+  const int tid = threadIdx.x, c = blockIdx.x;
+  const int64_t pairs = p.tokens * p.top_k, chunk = route_chunk(pairs);
+  const int64_t i0 = c * chunk, i1 = min(pairs, i0 + chunk);
+  pdl_trigger();  // first kernel of the call: the scatter kernel waits for this one to complete
+  for (int e = tid; e < p.e_local; e += kRouteMultiThreads) hist[e] = 0;
+  __syncthreads();
+  for (int64_t i = i0 + tid; i < i1; i += kRouteMultiThreads) {
+    const int el = local_expert(load_id(p.ids, p.ids64, i), p.local_offset, p.e_local);
+    if (el >= 0) atomicAdd(&hist[el], 1);
   }
-  route_kernel<<<1, kRouteThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  __syncthreads();
+  int* table = reinterpret_cast<int*>(p.y);
+  for (int e = tid; e < p.e_local; e += kRouteMultiThreads) table[e * kRouteCtas + c] = hist[e];
+}
+
+__global__ void __launch_bounds__(kRouteMultiThreads) route_scatter_kernel(MoeParams p) {
+  extern __shared__ int smem[];
+  int* total = smem;                        // [E_local]
+  int* cursor = total + p.e_local;          // [E_local]: rows of earlier chunks, then the cursor
+  int* s_rows = cursor + p.e_local;         // [E_local + 1]
+  int* s_tiles = s_rows + p.e_local + 1;    // [E_local + 1]
+  int* s_warp = s_tiles + p.e_local + 1;    // [2 * warps]
+  const int tid = threadIdx.x, c = blockIdx.x;
+  const int64_t pairs = p.tokens * p.top_k, chunk = route_chunk(pairs);
+  const int64_t i0 = c * chunk, i1 = min(pairs, i0 + chunk);
+  pdl_wait();  // the count kernel's table
+  pdl_trigger();
+  const int4* table = reinterpret_cast<const int4*>(p.y);
+  static_assert(kRouteCtas % 4 == 0, "table rows load as int4");
+  for (int e = tid; e < p.e_local; e += kRouteMultiThreads) {
+    int4 v[kRouteCtas / 4];
+#pragma unroll
+    for (int q = 0; q < kRouteCtas / 4; ++q) v[q] = table[e * (kRouteCtas / 4) + q];
+    int sum = 0, below = 0;
+#pragma unroll
+    for (int q = 0; q < kRouteCtas / 4; ++q) {
+      const int w[4] = {v[q].x, v[q].y, v[q].z, v[q].w};
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        below += 4 * q + r < c ? w[r] : 0;
+        sum += w[r];
+      }
+    }
+    total[e] = sum;
+    cursor[e] = below;
+  }
+  __syncthreads();
+  scan_expert_offsets(total, p.e_local, p.block_n, p.tile_extra, s_rows, s_tiles, s_warp);
+  if (c == 0) {
+    for (int e = tid; e < p.e_local; e += kRouteMultiThreads) p.counts[e] = total[e];
+    publish_tiles(p, s_rows, s_tiles);
+  }
+  for (int e = tid; e < p.e_local; e += kRouteMultiThreads) cursor[e] += s_rows[e];
+  __syncthreads();
+  for (int64_t i = i0 + tid; i < i1; i += kRouteMultiThreads) {
+    const int el = local_expert(load_id(p.ids, p.ids64, i), p.local_offset, p.e_local);
+    const int row = el >= 0 ? atomicAdd(&cursor[el], 1) : -1;
+    if (el >= 0) p.row_pair[row] = int(i);
+    p.pair_row[i] = row;
+  }
+}
+
+// Shared memory attribute above the 48 KB default when E_local needs it.
+template <class K>
+static cudaError_t allow_smem(K kernel, size_t smem) {
+  return smem > 48 * 1024 ? cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))
+                          : cudaSuccess;
+}
+
+cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
+  const int64_t pairs = p.tokens * p.top_k;
+  const size_t table_bytes = sizeof(int) * kRouteCtas * size_t(p.e_local);
+  if (pairs < kRouteMultiMinPairs || size_t(pairs) * p.hidden * sizeof(float) < table_bytes) {
+    const size_t smem = sizeof(int) * (3 * size_t(p.e_local) + 2 + 64);
+    if (cudaError_t e = allow_smem(route_kernel, smem); e != cudaSuccess) return e;
+    route_kernel<<<1, kRouteThreads, smem, stream>>>(p);
+    return cudaGetLastError();
+  }
+  const size_t smem_count = sizeof(int) * size_t(p.e_local);
+  const size_t smem_scatter = sizeof(int) * (4 * size_t(p.e_local) + 2 + 2 * kRouteMultiThreads / 32);
+  if (cudaError_t e = allow_smem(route_count_kernel, smem_count); e != cudaSuccess) return e;
+  if (cudaError_t e = allow_smem(route_scatter_kernel, smem_scatter); e != cudaSuccess) return e;
+  route_count_kernel<<<kRouteCtas, kRouteMultiThreads, smem_count, stream>>>(p);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  return launch_kernel(route_scatter_kernel, dim3(kRouteCtas), dim3(kRouteMultiThreads), smem_scatter, stream,
+                       p.pdl, p);
 }
 
 // One warp per (token, 32 blocks of 16 elements): a token's routed rows differ only in the
