@@ -11,14 +11,18 @@
 
 namespace moe12x {
 
-__device__ __forceinline__ float swiglu(float up, float gate) { return gate / (1.0f + expf(-gate)) * up; }
-// The same, out of line: the staged epilogue's rare fallback (see div_rn_cold).
-static __device__ __noinline__ float swiglu_cold(float up, float gate) { return swiglu(up, gate); }
-// The same with the division unchecked (div_rn_unchecked): `ok` turns false where a value leaves
-// its safe range, and the caller redoes its batch with swiglu_cold. One expression for every
-// batched path (staged rows, the hand-off), so their bits agree.
-__device__ __forceinline__ float swiglu_unchecked(float up, float gate, bool& ok) {
-  return div_rn_unchecked(gate, 1.0f + expf(-gate), ok) * up;
+// SwiGLU in fp32: gate * sigmoid(gate) * up from ex2.approx and rcp.approx, 6 instructions. The
+// accurate expf and a correctly rounded division were ~25 per value, most of the consumers' FC1
+// epilogue on SM90 (bench/NOTES.md v34). Within a few ulp of the float64 reference (quantized
+// to e2m1 next, where only values within those ulps of a rounding boundary can move). Every path
+// (static, mma.sync, wgmma staged and hand-off) inlines this one function; the __f*_rn forms
+// forbid contraction, so each gets the same instructions and the schedules agree bitwise.
+// Range: exp2 of a large argument gives +inf, 1 + inf = inf, rcp = 0: silu -> -0 as it should.
+__device__ __forceinline__ float swiglu(float up, float gate) {
+  float e, r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(__fmul_rn(gate, -1.4426950408889634f)));
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(__fadd_rn(1.0f, e)));
+  return __fmul_rn(__fmul_rn(gate, r), up);
 }
 
 struct Fc1SwigluQuantEpilogue {
@@ -214,25 +218,13 @@ struct Fc1SwigluQuantEpilogue {
       float r[kHandoffPassNB][2][4];  // [n8 tile of the pass][m16 tile][accumulator]
       pick_pass<NB>(acc, pass, r);
       float* d = dst + pass * (8 * kHandoffPassNB) * kHandoffStride;
-      bool ok = true;
       float v[kHandoffPassNB][2][2];
 #pragma unroll
       for (int nb = 0; nb < kHandoffPassNB; ++nb)
 #pragma unroll
         for (int c = 0; c < 2; ++c)
 #pragma unroll
-          for (int mt = 0; mt < 2; ++mt) {
-            const float up = r[nb][mt][c] * alpha, gate = r[nb][mt][2 + c] * alpha;
-            v[nb][c][mt] = swiglu_unchecked(up, gate, ok);
-          }
-      if (!ok) {  // tiny or huge values: the pass again with `/` (rare)
-#pragma unroll
-        for (int nb = 0; nb < kHandoffPassNB; ++nb)
-#pragma unroll
-          for (int c = 0; c < 2; ++c)
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) v[nb][c][mt] = swiglu_cold(r[nb][mt][c] * alpha, r[nb][mt][2 + c] * alpha);
-      }
+          for (int mt = 0; mt < 2; ++mt) v[nb][c][mt] = swiglu(r[nb][mt][c] * alpha, r[nb][mt][2 + c] * alpha);
       // columns past the tile (the last pass of a width that is not a multiple of 4) land in rows
       // below kHandoffTokens that the producer warps never read
 #pragma unroll
@@ -296,19 +288,9 @@ struct Fc1SwigluQuantEpilogue {
         const float4 q = reinterpret_cast<const float4*>(scratch + tok * kScratchStride)[j];
         r[4 * j] = q.x, r[4 * j + 1] = q.y, r[4 * j + 2] = q.z, r[4 * j + 3] = q.w;
       }
-      // swiglu() with its divisions batched (div_rn_unchecked): 16 independent chains; any
-      // value outside the safe range redoes the row with `/`.
       float v[16];
-      bool ok = true;
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        const float up = r[i] * alpha, gate = r[16 + i] * alpha;
-        v[i] = swiglu_unchecked(up, gate, ok);
-      }
-      if (!ok) {
-#pragma unroll
-        for (int i = 0; i < 16; ++i) v[i] = swiglu_cold(r[i] * alpha, r[16 + i] * alpha);
-      }
+      for (int i = 0; i < 16; ++i) v[i] = swiglu(r[i] * alpha, r[16 + i] * alpha);
       uint16_t* dst = reinterpret_cast<uint16_t*>(p.act) + (row0 + tok) * p.inter + f0;
       uint32_t w[8];  // the 16 values as bf16
       if (p.act_fp4) {
