@@ -381,6 +381,9 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.w_bf16 = in->weights_dtype == MOE12X_DTYPE_BFLOAT16;
   p.fc1_scale = fp4 ? in->fc1_input_scale : in->fc2_input_scale;  // unread in "none" mode
   p.fc1_count = fp4 ? in->fc1_input_scale_count : in->fc2_input_scale_count;
+  // The mma.sync kernels stage FC1's rows through row_pair, so the pack may index them by pair (by
+  // token with one shared scale: top_k times fewer rows) and run beside the route kernel.
+  p.xq_gather = fp4 && !static_schedule && !p.sm90_wgmma ? (p.fc1_count == 1 ? p.top_k : 1) : 0;
   p.fc2_scale = in->fc2_input_scale;
   p.fc2_count = in->fc2_input_scale_count;
   p.out = static_cast<uint16_t*>(in->out);

@@ -127,6 +127,10 @@ struct MoeParams {
                     // (exact), rows of H (I) values: the kernel stages them by TMA
   bool fc1_handoff;  // sm90_wgmma FC1 with 128-token tiles: the work-queue kernel whose producer
                      // warps quantize the consumers' SwiGLU rows (kernel/moe_gemm_sm90_ws.cuh)
+  int xq_gather;  // 0: FC1's packed rows by routed row (pack after the route); 1: by pair t k + j,
+                  // top_k: by token (one shared FC1 input scale): the pack needs no routing and
+                  // runs beside the route kernel, FC1 stages row r from row_pair[r] / xq_gather
+                  // (mma.sync kernels only: c_api.cpp)
   int block_n;
   int fc1_warp_tiles = 2, fc2_warp_tiles = 2;  // m16 tiles per warp of the mma.sync decode kernels
                                                // (block_n <= 16): choose_warp_tiles

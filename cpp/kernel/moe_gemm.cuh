@@ -15,8 +15,8 @@ namespace moe12x {
 
 enum class Gemm { kFc1, kFc2 };
 
-// The B operand rows of FC1 (packed FP4 rows, or bf16 rows of x gathered through row_pair) or
-// FC2 (the intermediate).
+// The B operand rows of FC1 (packed FP4 rows, by routed row or with p.xq_gather by pair / token
+// through row_pair; or bf16 rows of x gathered through row_pair) or FC2 (the intermediate).
 template <bool kFc1>
 __device__ __forceinline__ ActivationRows gemm_activations(const MoeParams& p, int K) {
   ActivationRows act;
@@ -25,8 +25,8 @@ __device__ __forceinline__ ActivationRows gemm_activations(const MoeParams& p, i
   act.codes = kFc1 ? p.xq : p.act;
   act.scales = kFc1 ? p.xq_sf : p.act_sf;
   act.bf16 = kFc1 ? p.x : reinterpret_cast<const uint16_t*>(p.act);
-  act.gather = (kFc1 && !p.act_fp4) ? p.row_pair : nullptr;
-  act.gather_div = p.top_k;
+  act.gather = kFc1 && (!p.act_fp4 || p.xq_gather) ? p.row_pair : nullptr;
+  act.gather_div = p.act_fp4 ? p.xq_gather : p.top_k;
   return act;
 }
 

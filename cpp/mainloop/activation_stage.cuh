@@ -12,7 +12,7 @@ struct ActivationRows {
   const uint8_t* codes;     // fp4: row-major [rows, K/2]
   const uint8_t* scales;    // fp4: row-major [rows, K/16]
   const uint16_t* bf16;     // bf16 source
-  const int* gather;        // bf16: row -> source row is gather[row] / gather_div; null = identity
+  const int* gather;        // row -> source row is gather[row] / gather_div; null = identity
   int gather_div;
   int K;
   bool fp4;
@@ -129,12 +129,11 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
     const int r = i / gpr, b = i % gpr;
     uint32_t w[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
     if (r < nrows) {
+      const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
       if (a.fp4) {
-        const int64_t row = row0 + r;
         const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
         decode_fp4_block_bf16(q, a.scales[row * (a.K / 16) + (k0 / 16) + b], w);
       } else {
-        const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
         const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
         const uint4 lo = src[0], hi = src[1];
         w[0] = lo.x; w[1] = lo.y; w[2] = lo.z; w[3] = lo.w;

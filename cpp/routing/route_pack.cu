@@ -50,8 +50,10 @@ __global__ void __launch_bounds__(kRouteThreads) route_kernel(MoeParams p) {
 // kRouteCtas CTAs each take a contiguous chunk of pairs: route_count_kernel writes each chunk's
 // histogram into a table [E_local][CTAs]; route_scatter_kernel reads the table (every CTA: the
 // totals and the rows of earlier chunks per expert), scans, and scatters its own chunk; CTA 0
-// publishes offsets and tiles. The table lives at the start of y, which nothing holds at this
-// point (the previous call's combine has completed; this call's pack writes there after its wait).
+// publishes offsets and tiles. The table lives at the start of the intermediate (act), which
+// nothing holds at this point: the previous call has completed (this kernel is launched without
+// PDL) and FC1 writes act only after the pack and the route (the pack may run beside the route
+// with p.xq_gather: it writes xq, inside y).
 constexpr int kRouteCtas = 32, kRouteMultiThreads = 512;
 constexpr int64_t kRouteMultiMinPairs = 4096;  // below: the one-CTA kernel (decode sizes)
 
@@ -70,7 +72,7 @@ __global__ void __launch_bounds__(kRouteMultiThreads) route_count_kernel(MoePara
     if (el >= 0) atomicAdd(&hist[el], 1);
   }
   __syncthreads();
-  int* table = reinterpret_cast<int*>(p.y);
+  int* table = reinterpret_cast<int*>(p.act);
   for (int e = tid; e < p.e_local; e += kRouteMultiThreads) table[e * kRouteCtas + c] = hist[e];
 }
 
@@ -86,7 +88,7 @@ __global__ void __launch_bounds__(kRouteMultiThreads) route_scatter_kernel(MoePa
   const int64_t i0 = c * chunk, i1 = min(pairs, i0 + chunk);
   pdl_wait();  // the count kernel's table
   pdl_trigger();
-  const int4* table = reinterpret_cast<const int4*>(p.y);
+  const int4* table = reinterpret_cast<const int4*>(p.act);
   static_assert(kRouteCtas % 4 == 0, "table rows load as int4");
   for (int e = tid; e < p.e_local; e += kRouteMultiThreads) {
     int4 v[kRouteCtas / 4];
@@ -131,7 +133,7 @@ static cudaError_t allow_smem(K kernel, size_t smem) {
 cudaError_t launch_route(const MoeParams& p, cudaStream_t stream) {
   const int64_t pairs = p.tokens * p.top_k;
   const size_t table_bytes = sizeof(int) * kRouteCtas * size_t(p.e_local);
-  if (pairs < kRouteMultiMinPairs || size_t(pairs) * p.hidden * sizeof(float) < table_bytes) {
+  if (pairs < kRouteMultiMinPairs || size_t(pairs) * p.inter / 2 < table_bytes) {  // act >= P I / 2 bytes
     const size_t smem = sizeof(int) * (3 * size_t(p.e_local) + 2 + 64);
     if (cudaError_t e = allow_smem(route_kernel, smem); e != cudaSuccess) return e;
     route_kernel<<<1, kRouteThreads, smem, stream>>>(p);
@@ -163,13 +165,18 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   // x, the ids and the input scales: the caller's, complete before the route kernel started (it
   // is launched without PDL), so a unit's loads may go out before the wait. Only pair_row is
   // the route kernel's. At decode this takes the ids -> scale -> x chain off the critical path.
-  auto load_inputs = [&](int64_t u, Raw& raw, float& my_gs) {
+  // With p.xq_gather the rows are the pair's or the token's own (FC1 gathers through row_pair):
+  // nothing here needs the route kernel, so the whole pack runs beside it and waits at the end.
+  const bool beside_route = p.xq_gather != 0;
+  auto load_inputs = [&](int64_t u, Raw& raw, float& my_gs, bool& my_local) {
     const int64_t tok = u / chunks;
     const int b = int(u % chunks) * 32 + lane;
     my_gs = 0.0f;
+    my_local = false;
     if (lane < k) {
       const int el = local_expert(load_id(p.ids, p.ids64, tok * k + lane), p.local_offset, p.e_local);
-      if (el >= 0) my_gs = p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)];
+      my_local = el >= 0;
+      if (my_local) my_gs = p.fc1_scale[input_scale_index(p.fc1_count, el, p.e_local, p.local_offset)];
     }
     if (b < nblk) {
       const uint4* src = reinterpret_cast<const uint4*>(p.x + tok * p.hidden + b * 16);
@@ -180,15 +187,20 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
   int64_t u = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
   Raw raw;
   float my_gs = 0.0f;
-  if (u < units) load_inputs(u, raw, my_gs);
-  pdl_wait();
-  pdl_trigger();
+  bool my_local = false;
+  if (u < units) load_inputs(u, raw, my_gs, my_local);
+  if (!beside_route) {
+    pdl_wait();
+    pdl_trigger();
+  }
   for (bool first = true; u < units; u += warps, first = false) {
-    if (!first) load_inputs(u, raw, my_gs);
+    if (!first) load_inputs(u, raw, my_gs, my_local);
     const int64_t tok = u / chunks;
     const int b = int(u % chunks) * 32 + lane;
     const bool active = b < nblk;
-    const int my_row = lane < k ? p.pair_row[tok * k + lane] : -1;  // -1: expert not local
+    const int64_t own_row = p.xq_gather == 1 ? tok * k + lane : tok;  // by pair, or by token
+    const int my_row = !beside_route ? (lane < k ? p.pair_row[tok * k + lane] : -1)  // -1: not local
+                                     : (my_local ? int(own_row) : -1);
     uint2 codes = make_uint2(0u, 0u);
     uint32_t sf = 0;
     uint32_t dec[8] = {};  // sm90_wgmma: the block decoded
@@ -214,7 +226,12 @@ __global__ void __launch_bounds__(256) pack_fp4_kernel(MoeParams p) {
         *reinterpret_cast<uint2*>(p.xq + int64_t(row) * (p.hidden / 2) + b * 8) = codes;
         p.xq_sf[int64_t(row) * (p.hidden / 16) + b] = uint8_t(sf);
       }
+      if (p.xq_gather > 1) break;  // by token (one shared scale): one row per token
     }
+  }
+  if (beside_route) {  // pdl.cuh: wait before exit, trigger after the wait
+    pdl_wait();
+    pdl_trigger();
   }
 }
 
