@@ -263,6 +263,9 @@ if __name__ == "__main__" and "--small" in sys.argv:  # for compute-sanitizer: a
     moe_case(16, 4, 256, 192, 64, order="gate_up", layout="swizzled", per_expert_scale=True, E_local=6, offset=5)
     moe_case(8, 2, 256, 192, 600)  # 150 rows per expert: SM90's 128-row tiles and the FC1 hand-off
     moe_case(16, 8, 128, 128, 520, E_local=8, offset=8)  # 4160 pairs: the two-launch route
+    # 7 rows per expert, K = 1024 / 576: the 16-row decode kernel over two K chunks (with
+    # MOE12X_WARP_TILES=2 its instantiation that stages FP4 rows a chunk ahead)
+    moe_case(8, 2, 1024, 576, 28)
     print(f"{failures} failed")
     sys.exit(1 if failures else 0)
 

@@ -244,6 +244,24 @@ def test_static_and_dynamic_schedules_bitwise_equal(tokens):
 
 
 @requires_gpu
+@pytest.mark.parametrize("tokens", [2, 14, 24])  # ~1, ~7 (16-row decode kernel) and ~12 rows per expert
+def test_decode_k_chunks_match_reference_and_static(tokens):
+    """The decode kernels stage token rows in K chunks (1024 K for 8-row tiles, 512 for 16 and
+    256 for 32): K = 2880 is 3, 6 and 12 chunks with a short last one, I = 1088 two and more. At
+    T = 14 (a mean of 7 rows per expert) the 16-row tiles load each chunk during the previous
+    chunk's MMAs (choose_act_prefetch). Matches the reference, and bitwise the static schedule
+    (whose mainloop reads rows from registers)."""
+    key = _key(dict(num_experts=8, top_k=4, hidden=2880, inter=1088, tokens=tokens, name=f"kchunks{tokens}",
+                    seed=29 + tokens))
+    p = problem(key)
+    w = G.prepare(p)
+    out = G.run_fused(p, w, "nvfp4", schedule="dynamic")
+    G.assert_matches_reference(G.values(out), reference(key, "nvfp4"), "nvfp4", f"k chunks T={tokens}")
+    G.assert_bitwise_equal(G.bits(out), G.bits(G.run_fused(p, w, "nvfp4", schedule="static")),
+                           f"k chunks T={tokens}: dynamic vs static")
+
+
+@requires_gpu
 @pytest.mark.parametrize("act_quant", ACT)
 @pytest.mark.parametrize("inter", [128, 192])
 def test_wide_last_tiles(act_quant, inter):

@@ -43,6 +43,17 @@ int warp_tiles_mode() {
   return mode;
 }
 
+// MOE12X_ACT_PREFETCH: "0" or "1" = the two-tile mma.sync decode kernels without / with FP4 token
+// rows staged a K chunk ahead, for every call that runs them (A/B runs, tests); unset or anything
+// else = choose_act_prefetch. Read once.
+int act_prefetch_mode() {
+  static const int mode = [] {
+    const char* v = std::getenv("MOE12X_ACT_PREFETCH");
+    return v && (v[0] == '0' || v[0] == '1') && !v[1] ? v[0] - '0' : -1;
+  }();
+  return mode;
+}
+
 // MOE12X_SM90_WGMMA: unset = the warp-specialized wgmma kernel where choose_sm90_wgmma says it is
 // faster; "0" = never (the mma.sync kernels), anything else = every grouped call (A/B runs, tests).
 // Only on sm_90 devices and in builds with 90a in MOE12X_CUDA_ARCHITECTURES. Read once.
@@ -373,6 +384,8 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
     const int64_t pairs = T * config->top_k;
     p.fc1_warp_tiles = forced ? forced : choose_warp_tiles(pairs, p.e_local, 2 * p.inter, guard.sm_count);
     p.fc2_warp_tiles = forced ? forced : choose_warp_tiles(pairs, p.e_local, p.hidden, guard.sm_count);
+    const int prefetch = act_prefetch_mode();
+    p.act_prefetch = fp4 && (prefetch >= 0 ? prefetch == 1 : choose_act_prefetch(pairs, p.e_local));
   }
   p.x = static_cast<const uint16_t*>(in->x);
   p.ids = in->topk_ids;

@@ -13,11 +13,12 @@ constexpr int kNarrowWarpsPerSm = 6;
 template <int NB>
 cudaError_t launch_static_nb(const MoeParams& p, cudaStream_t stream);
 
-// Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16, 32: decode kernels; 64: general) and
-// kWarpTiles m16 tiles per warp (1: only with kMaxNB = 2).
-template <int kMaxNB, int kWarpTiles = 2>
+// Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16, 32: decode kernels; 64: general),
+// kWarpTiles m16 tiles per warp (1: only with kMaxNB = 2) and, for kMaxNB = 2 with two tiles per
+// warp, FP4 token rows staged a K chunk ahead in 16-row tiles (kActPrefetch: choose_act_prefetch).
+template <int kMaxNB, int kWarpTiles = 2, bool kActPrefetch = false>
 cudaError_t launch_fc1_nb(const MoeParams& p, cudaStream_t stream);
-template <int kMaxNB, int kWarpTiles = 2>
+template <int kMaxNB, int kWarpTiles = 2, bool kActPrefetch = false>
 cudaError_t launch_fc2_nb(const MoeParams& p, cudaStream_t stream);
 
 #ifdef MOE12X_HAS_SM90_WGMMA
@@ -55,6 +56,13 @@ inline int choose_grouped_block_n(int64_t pairs, int e_local) {
 inline int choose_warp_tiles(int64_t pairs, int e_local, int rows, int sm_count) {
   const int64_t active = pairs < e_local ? pairs : e_local;  // experts with rows, at most
   return active * (rows / 32) < int64_t(kNarrowWarpsPerSm) * sm_count ? 1 : 2;
+}
+
+// The 16-row decode kernel that stages FP4 token rows a chunk ahead: from a mean of 5 routed rows
+// per active expert, where 9..16-row tiles are common (measured on an H200, bench/NOTES.md v36:
+// +4-8 % at a mean of 8, none at 4, and 1-4 % slower at 1, where every tile has <= 8 rows).
+inline bool choose_act_prefetch(int64_t pairs, int e_local) {
+  return mean_rows_per_active_expert(pairs, e_local) > 4;
 }
 
 // SM90: the warp-specialized wgmma kernels (tiles of <= 128 rows, 160 for an expert's last,

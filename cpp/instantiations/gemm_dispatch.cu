@@ -17,6 +17,7 @@ cudaError_t launch_fc1(const MoeParams& p, cudaStream_t stream) {
                            : launch_fc1_sm90_wgmma<2>(p, stream);
 #endif
   if (p.block_n <= 16 && p.fc1_warp_tiles == 1) return launch_fc1_nb<2, 1>(p, stream);
+  if (p.block_n <= 16 && p.act_prefetch) return launch_fc1_nb<2, 2, true>(p, stream);
   return p.block_n <= 16 ? launch_fc1_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc1_nb<4>(p, stream) : launch_fc1_nb<8>(p, stream);
 }
@@ -26,6 +27,7 @@ cudaError_t launch_fc2(const MoeParams& p, cudaStream_t stream) {
     return p.block_n <= 64 ? launch_fc2_sm90_wgmma<3>(p, stream) : launch_fc2_sm90_wgmma<2>(p, stream);
 #endif
   if (p.block_n <= 16 && p.fc2_warp_tiles == 1) return launch_fc2_nb<2, 1>(p, stream);
+  if (p.block_n <= 16 && p.act_prefetch) return launch_fc2_nb<2, 2, true>(p, stream);
   return p.block_n <= 16 ? launch_fc2_nb<2>(p, stream)
          : p.block_n <= 32 ? launch_fc2_nb<4>(p, stream) : launch_fc2_nb<8>(p, stream);
 }

@@ -144,6 +144,57 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
   }
 }
 
+// FP4 token rows staged one K chunk ahead (the decode mainloops): chunk c + 1's code and scale
+// bytes are loaded into registers before chunk c's MMAs and decoded into shared memory after
+// them, so only an item's first chunk waits on memory between the barrier pair (a synchronous
+// stage is a global round trip per chunk, which few warps per SM at decode cannot hide). Thread
+// i stages groups i % kTPR + kTPR u of row i / kTPR: stage_activations' values at its addresses
+// (neighbouring lanes, neighbouring groups: one thread per k64 block put 16 lanes on one bank).
+template <int BN, int kStride, int kThreads>
+struct Fp4ActPrefetch {
+  static constexpr int kTPR = kThreads / BN;  // threads per token row
+  static constexpr int kGroups = 4;           // 16-element groups per thread and chunk
+  static constexpr int kChunk = 16 * kGroups * kTPR;
+  static_assert(kThreads % BN == 0, "token rows must split the CTA's threads evenly");
+  const uint8_t* codes;  // this thread's row; null past the tile (staged as zeros)
+  const uint8_t* scales;
+  uint2 q[kGroups];
+  uint32_t sf[kGroups];
+
+  // Reads the row's gather entry: callers construct it before their PDL wait only where the
+  // gather table is two launches back (pdl.cuh).
+  __device__ Fp4ActPrefetch(const ActivationRows& a, int row0, int nrows) : codes(nullptr), scales(nullptr) {
+    const int r = threadIdx.x / kTPR;
+    if (r >= nrows) return;
+    const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
+    codes = a.codes + row * (a.K / 2);
+    scales = a.scales + row * (a.K / 16);
+  }
+  // Chunk [k0, k0 + kc), kc a multiple of 16.
+  __device__ void load(int k0, int kc) {
+    const int gpr = kc / 16, l = threadIdx.x % kTPR;
+#pragma unroll
+    for (int u = 0; u < kGroups; ++u) {
+      const int b = l + kTPR * u;
+      const bool ok = codes != nullptr && b < gpr;
+      q[u] = ok ? *reinterpret_cast<const uint2*>(codes + k0 / 2 + 8 * b) : make_uint2(0u, 0u);
+      sf[u] = ok ? scales[k0 / 16 + b] : 0u;
+    }
+  }
+  __device__ void store(int kc, uint16_t* smem) const {
+    const int gpr = kc / 16, l = threadIdx.x % kTPR;
+    uint16_t* row = smem + (threadIdx.x / kTPR) * kStride;
+#pragma unroll
+    for (int u = 0; u < kGroups; ++u) {
+      const int b = l + kTPR * u;
+      if (b >= gpr) continue;
+      uint32_t w[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+      if (codes != nullptr) decode_fp4_block_bf16(q[u], sf[u], w);
+      store_group_frag_order(row, b, w);
+    }
+  }
+};
+
 // ---- GMMA order (SM90 wgmma B operand: kernel/moe_gemm_sm90_ws.cuh) ----------------------------
 // K-major bf16 with the 128-byte swizzle, one k64 block at a time: a block is BN rows of 128 B
 // (the 64 K values of one token row), 8-row atoms 1024 B apart (GMMA descriptor SBO), the 16-byte

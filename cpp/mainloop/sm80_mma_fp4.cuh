@@ -51,7 +51,10 @@ __device__ __forceinline__ uint32_t dup_half(uint32_t x, int hi) {
 // kWarpTiles_: m16 tiles per warp. 1 halves the item (64 rows) and so doubles the warps that
 // stream an expert: at T = 1 a call has only ~3-8 warps per SM with 2, each bound by its own
 // instruction latency (ncu: ~1 warp per scheduler, issue slots 15-29 % busy).
-template <int kMaxNB_, int kWarpTiles_ = 2>
+// kActPrefetch_: 16-row token tiles stage their FP4 rows one K chunk ahead (Fp4ActPrefetch); its
+// own instantiation, chosen per call (choose_act_prefetch), because the extra loop costs the
+// kernel's 8-row tiles too (bench/NOTES.md v36).
+template <int kMaxNB_, int kWarpTiles_ = 2, bool kActPrefetch_ = false>
 struct Sm80MmaFp4MainloopT {
   static constexpr int kMaxNB = kMaxNB_;
   static_assert(kMaxNB == 2 || kMaxNB == 4 || kMaxNB == 8, "widths: 16, 32 (decode) or 64 (general)");
@@ -67,6 +70,8 @@ struct Sm80MmaFp4MainloopT {
   static constexpr bool kWarpItems = false;
   static constexpr int kItemRows = kWarps * kWarpTiles * kWarpRows;
   static constexpr int kCtasPerSm = kMaxNB == 8 ? 3 : kWarpTiles == 1 ? 6 : 4;  // register bound for __launch_bounds__
+  static constexpr bool kPrefetchAct = kActPrefetch_;
+  static_assert(!kPrefetchAct || (kMaxNB == 2 && kWarpTiles == 2), "prefetch: the two-tile 16-row decode kernel only");
 
   struct Stage {
     uint4 q[kStageBlocks][kMTiles][32];  // codes: lane-major, as prepared
@@ -94,13 +99,23 @@ struct Sm80MmaFp4MainloopT {
                              Accum<NB>& acc) {
     zero_acc(acc);
     // A warp past the matrix's last rows still joins the CTA barriers of the activation stage.
-    if (kWarpTiles >= 2 && mtiles >= 2) run_tiles<NB, kWarpTiles>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
-    else if (mtiles == 1) run_tiles<NB, 1>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
-    else run_tiles<NB, 0>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    // Prefetching is a template, like MT: one loop per kind keeps each one's registers. 8-row tiles
+    // keep the synchronous stage (the prefetching loop measured slower for them).
+    if (kPrefetchAct && NB == 2 && act.fp4) run_mt<NB, kPrefetchAct && NB == 2>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
+    else run_mt<NB, false>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
     if (act.fp4) undo_fp4_act_scale(acc);
   }
 
-  template <int NB, int MT>
+  template <int NB, bool kPrefetch>
+  __device__ static void run_mt(const uint8_t* codes, const uint8_t* scales, int K, int row0, int mtiles,
+                                const ActivationRows& act, int tok0, int ntok, SharedStorage& smem, Accum<NB>& acc) {
+    if (kWarpTiles >= 2 && mtiles >= 2) run_tiles<NB, kWarpTiles, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    else if (mtiles == 1) run_tiles<NB, 1, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+    else run_tiles<NB, 0, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+  }
+
+  // kPrefetch: FP4 tokens through Fp4ActPrefetch; else stage_activations.
+  template <int NB, int MT, bool kPrefetch>
   __device__ static void run_tiles(const uint8_t* codes, const uint8_t* scales, int K, int row0,
                                    const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
                                    Accum<NB>& acc) {
@@ -108,6 +123,8 @@ struct Sm80MmaFp4MainloopT {
     static_assert(NB >= 1 && NB <= kMaxNB, "token tile wider than this mainloop's kMaxNB");
     static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
     static_assert(kChunk % (kKBlock * kStageBlocks) == 0, "chunk must hold whole ring stages");
+    using Prefetch = Fp4ActPrefetch<8 * NB, kStride, kCtaThreads>;
+    static_assert(!kPrefetch || Prefetch::kChunk == kChunk, "a prefetching thread holds 4 groups of each chunk");
     const int lane = threadIdx.x & 31, t = lane & 3;
     const int kblocks = K / kKBlock;
     Stage* ring = smem.ring[threadIdx.x / 32];
@@ -145,15 +162,23 @@ struct Sm80MmaFp4MainloopT {
     __syncwarp();  // every lane is done with the previous item's ring
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) issue(i);
+    // FC1's row gather (row_pair) is the route kernel's, two launches back: read before the wait.
+    Prefetch pf(act, tok0, kPrefetch ? ntok : 0);
     // Weights never depend on the previous kernel; the activations do (pdl.cuh).
     pdl_wait();
     pdl_trigger();
+    if (kPrefetch) pf.load(0, min(kChunk, K));
 
     int kb = 0, slot = 0;
     for (int k0 = 0; k0 < K; k0 += kChunk) {
       const int kc = min(kChunk, K - k0);
       __syncthreads();  // previous chunk consumed by every warp
-      stage_activations<8 * NB, kStride, kCtaThreads>(act, tok0, ntok, k0, kc, smem.b);
+      if constexpr (kPrefetch) {
+        pf.store(kc, smem.b);
+        if (k0 + kChunk < K) pf.load(k0 + kChunk, min(kChunk, K - k0 - kChunk));  // lands during the MMAs
+      } else {
+        stage_activations<8 * NB, kStride, kCtaThreads>(act, tok0, ntok, k0, kc, smem.b);
+      }
       __syncthreads();
 
       for (int kk0 = 0; kk0 < kc; kk0 += kKBlock * kStageBlocks, kb += kStageBlocks) {

@@ -130,11 +130,36 @@ static void check_warp_tiles() {
   }
 }
 
+// choose_act_prefetch: the 16-row decode kernel stages FP4 rows a chunk ahead from a mean of 5
+// routed rows per active expert (bench/NOTES.md v36 measured +4-8 % at a mean of 8, none at 4,
+// losses at 1): off at T <= 32 on every compass shape, on at the mean-8 points measured, and
+// only where the two-tile kernel runs (the one-tile kernel has no prefetching instantiation).
+static void check_act_prefetch() {
+  struct Shape { const char* name; int e, k, H, I; int first_T; };
+  const Shape shapes[] = {{"qwen3-30b-a3b", 128, 8, 2048, 768, 65},
+                          {"qwen3-235b-a22b", 128, 8, 4096, 1536, 65},
+                          {"gpt-oss-120b", 128, 4, 2880, 2880, 129},
+                          {"deepseek-v3", 256, 8, 7168, 2048, 129}};
+  for (const Shape& s : shapes) {
+    for (int64_t T = 1; T <= 4096; ++T) {
+      const int64_t pairs = T * s.k;
+      if (choose_grouped_block_n(pairs, s.e) != 16) continue;  // the 16-row decode kernel only
+      const bool on = choose_act_prefetch(pairs, s.e);
+      CHECK(on == (T >= s.first_T), "%s T=%lld: prefetch %d", s.name, (long long)T, int(on));
+      if (on) {
+        CHECK(choose_warp_tiles(pairs, s.e, 2 * s.I, 132) == 2 && choose_warp_tiles(pairs, s.e, s.H, 132) == 2,
+              "%s T=%lld: prefetch with one-tile warps", s.name, (long long)T);
+      }
+    }
+  }
+}
+
 int main() {
   check_tiles();
   check_workspace();
   check_token_maps();
   check_warp_tiles();
+  check_act_prefetch();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
     return 1;
