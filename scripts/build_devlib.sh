@@ -36,7 +36,7 @@ mv -f .devbuild/libmoe12x.so.tmp .devbuild/libmoe12x.so
 # the SM90 micro-benchmarks (bench/micro/), run by scripts/device_record.sh when present
 cutlass=$(grep -m1 '^MOE12X_CUTLASS_DIR' "$build/CMakeCache.txt" | cut -d= -f2 || true)
 if [[ -n $cutlass && -d $cutlass/include ]]; then
-  for prog in sm90_wgmma_rate sm90_ws_ladder; do
+  for prog in sm90_wgmma_rate sm90_ws_ladder decode_stream; do
     nvcc -std=c++17 -O3 -arch=sm_90a --expt-relaxed-constexpr -I"$cutlass/include" -Icpp \
       "bench/micro/$prog.cu" -o ".devbuild/$prog"
   done
