@@ -5,7 +5,8 @@
 // epilogue. Sweeps ring depth, m16 tiles per warp, CTAs (4 warps) per SM and stream length: 32
 // blocks per warp is a T = 1 item of qwen3-30b FC1 (K = 2048), 512 a long stream. Prints µs per
 // launch (best of 5, a fresh slice of a 4 GB buffer each launch: no L2 reuse) and GB/s; compare
-// with the layer's FC1 (kernel_timeline.py) and the card's copy ceiling.
+// with the layer's FC1 (kernel_timeline.py) and the card's copy ceiling. "stages=S/W": S ring
+// stages, W consumed per wait (1 as shipped; 2 halves the wait / __syncwarp boundaries).
 //   nvcc -std=c++17 -O3 -arch=sm_90a --expt-relaxed-constexpr -I<cutlass>/include -Icpp \
 //        bench/micro/decode_stream.cu -o decode_stream && ./decode_stream
 #include <cstdio>
@@ -30,7 +31,9 @@ constexpr int b_bytes() { return 8 * kNB * Ring<MT>::template stride<kNB>() * 2;
 template <int kStages, int MT>
 constexpr size_t smem_bytes() { return b_bytes<MT>() + 4 * kStages * sizeof(typename Ring<MT>::Stage); }
 
-template <int kStages, int MT, bool kCompute>
+// kPerWait: ring stages consumed per wait (1: the shipped loop; 2: half the stage boundaries,
+// kStages - 2 stages in flight during the MMAs).
+template <int kStages, int MT, bool kCompute, int kPerWait = 1>
 __global__ void __launch_bounds__(128) stream_kernel(const uint8_t* w, int blocks, float* sink) {
   using ML = Ring<MT>;
   using Stage = typename ML::Stage;
@@ -60,23 +63,27 @@ __global__ void __launch_bounds__(128) stream_kernel(const uint8_t* w, int block
     ++issued;
   };
 #pragma unroll
-  for (int i = 0; i < kStages - 1; ++i) issue(i);
+  for (int i = 0; i < kStages - kPerWait; ++i) issue(i);
 
   float acc[2][kNB][4] = {};
   uint32_t x = 0;
   int slot = 0;
-  for (int kb = 0; kb < blocks; kb += 2) {
-    cute::cp_async_wait<kStages - 2>();
+  for (int kb = 0; kb < blocks; kb += 2 * kPerWait) {
+    cute::cp_async_wait<kStages - 2 * kPerWait>();
     __syncwarp();
-    const Stage& st = ring[slot];
-    issue(slot == 0 ? kStages - 1 : slot - 1);
-    slot = slot == kStages - 1 ? 0 : slot + 1;
-    if constexpr (kCompute) {
-      ML::template block_mma<kNB, MT, kStride>(st, 0, b, acc);
-      ML::template block_mma<kNB, MT, kStride>(st, 1, b + 64, acc);
-    } else {
-      x ^= st.q[0][0][lane].x ^ st.q[1][MT - 1][lane].w;
+#pragma unroll
+    for (int i = 0; i < kPerWait; ++i) issue((slot + kStages - kPerWait + i) % kStages);
+#pragma unroll
+    for (int i = 0; i < kPerWait; ++i) {
+      const Stage& st = ring[(slot + i) % kStages];
+      if constexpr (kCompute) {
+        ML::template block_mma<kNB, MT, kStride>(st, 0, b, acc);
+        ML::template block_mma<kNB, MT, kStride>(st, 1, b + 64, acc);
+      } else {
+        x ^= st.q[0][0][lane].x ^ st.q[1][MT - 1][lane].w;
+      }
     }
+    slot = (slot + kPerWait) % kStages;
   }
   cute::cp_async_wait<0>();
   if (acc[0][0][0] == 1234.5f || x == 0x9e3779b9u) sink[threadIdx.x] = acc[0][0][1] + float(x);
@@ -84,9 +91,9 @@ __global__ void __launch_bounds__(128) stream_kernel(const uint8_t* w, int block
 
 __global__ void empty_kernel() {}
 
-template <int kStages, int MT, bool kCompute>
+template <int kStages, int MT, bool kCompute, int kPerWait = 1>
 int run(int sms, float* sink, const uint8_t* buf, size_t* offset) {
-  auto kernel = stream_kernel<kStages, MT, kCompute>;
+  auto kernel = stream_kernel<kStages, MT, kCompute, kPerWait>;
   constexpr size_t kSmem = smem_bytes<kStages, MT>();
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)));
   int fit = 0;
@@ -103,9 +110,9 @@ int run(int sms, float* sink, const uint8_t* buf, size_t* offset) {
       };
       float ms;
       if (best_of(launch, 5, &ms)) return 1;
-      const int in_flight_kb = per_sm * 4 * (kStages - 1) * stage_bytes<MT>() / 1024;
-      printf("%-7s MT=%d stages=%d  warps/SM=%2d  blocks/warp=%3d  in flight %3d KB/SM  %8.2f us  %7.0f GB/s\n",
-             kCompute ? "compute" : "stream", MT, kStages, 4 * per_sm, blocks, in_flight_kb, ms * 1e3,
+      const int in_flight_kb = per_sm * 4 * (kStages - kPerWait) * stage_bytes<MT>() / 1024;
+      printf("%-7s MT=%d stages=%d/%d  warps/SM=%2d  blocks/warp=%3d  in flight %3d KB/SM  %8.2f us  %7.0f GB/s\n",
+             kCompute ? "compute" : "stream", MT, kStages, kPerWait, 4 * per_sm, blocks, in_flight_kb, ms * 1e3,
              bytes / (ms * 1e-3) / 1e9);
     }
   }
@@ -130,6 +137,9 @@ int main() {
   rc |= run<3, 1, true>(sms, sink, buf, &off) | run<4, 1, true>(sms, sink, buf, &off) |
         run<8, 1, true>(sms, sink, buf, &off) | run<4, 2, true>(sms, sink, buf, &off) |
         run<8, 2, true>(sms, sink, buf, &off);
+  // half the stage boundaries at the same stages in flight as 4 and 8 (3 and 6 + 1 being read)
+  rc |= run<5, 1, true, 2>(sms, sink, buf, &off) | run<8, 1, true, 2>(sms, sink, buf, &off) |
+        run<5, 2, true, 2>(sms, sink, buf, &off) | run<8, 2, true, 2>(sms, sink, buf, &off);
   CK(cudaGetLastError());
   CK(cudaDeviceSynchronize());
   return rc;

@@ -9,6 +9,7 @@
 #include "common/launchers.hpp"
 #include "common/params.hpp"
 #include "instantiations/dispatch.hpp"
+#include "kernel/ws_trace_record.hpp"
 
 using namespace moe12x;
 
@@ -194,6 +195,25 @@ moe12x_status_t check_scale_count(const char* name, int32_t count, const moe12x_
 
 
 }  // namespace
+
+#ifdef MOE12X_WS_TRACE
+// Trace builds: the mma.sync grouped kernels' item records (kernel/ws_trace.cuh), device memory
+// allocated on the first moe12x_debug_decode_trace(reset = 1); calls made before it record nothing.
+namespace {
+void* g_decode_trace = nullptr;
+constexpr size_t kDecodeTraceBytes = 2 * moe12x::kWsTraceRecords * sizeof(moe12x::WsTraceRecord);
+}  // namespace
+extern "C" __attribute__((visibility("default"))) int moe12x_debug_decode_trace(void* host, size_t bytes, int reset) {
+  if (reset) {
+    if (!g_decode_trace)
+      if (const cudaError_t e = cudaMalloc(&g_decode_trace, kDecodeTraceBytes); e != cudaSuccess) return int(e);
+    if (const cudaError_t e = cudaMemset(g_decode_trace, 0, kDecodeTraceBytes); e != cudaSuccess) return int(e);
+    return int(cudaDeviceSynchronize());
+  }
+  if (!g_decode_trace) return -1;
+  return int(cudaMemcpy(host, g_decode_trace, bytes < kDecodeTraceBytes ? bytes : kDecodeTraceBytes, cudaMemcpyDeviceToHost));
+}
+#endif
 
 extern "C" {
 
@@ -387,6 +407,9 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
     const int prefetch = act_prefetch_mode();
     p.act_prefetch = fp4 && (prefetch >= 0 ? prefetch == 1 : choose_act_prefetch(pairs, p.e_local));
   }
+#ifdef MOE12X_WS_TRACE
+  p.decode_trace = g_decode_trace;
+#endif
   p.x = static_cast<const uint16_t*>(in->x);
   p.ids = in->topk_ids;
   p.ids64 = in->ids_dtype == MOE12X_DTYPE_INT64;

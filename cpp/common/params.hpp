@@ -134,6 +134,9 @@ struct MoeParams {
   int block_n;
   int fc1_warp_tiles = 2, fc2_warp_tiles = 2;  // m16 tiles per warp of the mma.sync decode kernels
                                                // (block_n <= 16): choose_warp_tiles
+#ifdef MOE12X_WS_TRACE
+  void* decode_trace = nullptr;  // WsTraceRecord[2][kWsTraceRecords]: trace builds only (ws_trace.cuh)
+#endif
   bool act_prefetch = false;  // two-tile decode kernels stage 16-row tiles' FP4 rows a K chunk
                               // ahead (Fp4ActPrefetch): choose_act_prefetch
   int tile_extra;   // an expert's last tile takes up to block_n + tile_extra rows (0, or 32 for the

@@ -9,6 +9,7 @@
 #include "common/params.hpp"
 #include "common/pdl.cuh"
 #include "mainloop/activation_stage.cuh"
+#include "kernel/ws_trace.cuh"
 #include "scheduler/expert_tiles.cuh"
 
 namespace moe12x {
@@ -84,13 +85,32 @@ struct MoeGemm {
   }
 };
 
+#ifdef MOE12X_WS_TRACE
+// Trace builds: thread 0 opens the item's record (ws_trace.cuh) and keeps it for the mainloop.
+__device__ __forceinline__ void decode_trace_begin(const MoeParams& p, bool fc1, int idx, const ExpertTile& t) {
+  WsTraceRecord* r = nullptr;
+  const unsigned item = unsigned(idx) * gridDim.x + blockIdx.x;
+  if (p.decode_trace && item < kWsTraceRecords) r = static_cast<WsTraceRecord*>(p.decode_trace) + (fc1 ? 0 : kWsTraceRecords) + item;
+  decode_trace_slot() = r;
+  if (!r) return;
+  unsigned smid;
+  asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
+  r->start = ws_trace_now(), r->smid = int(smid), r->mblock = int(blockIdx.x), r->nrows = t.nrows, r->expert = t.expert;
+  r->epi_end[1] = 0;
+}
+#endif
+
 // Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list. Shared
 // storage is dynamic (the weight ring exceeds the 48 KiB static limit).
 template <class Gemm_>
 __global__ void __launch_bounds__(kCtaThreads, Gemm_::MainloopType::kCtasPerSm) moe_gemm_grouped_kernel(const MoeParams p) {
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<typename Gemm_::SharedStorage*>(smem_raw);
-  for (GridTileScheduler s(p); s.valid(); s.advance()) Gemm_::run_item(p, smem, s.tile(), blockIdx.x);
+  for (GridTileScheduler s(p); s.valid(); s.advance()) {
+    MOE12X_WS_PROBE(if (threadIdx.x == 0) decode_trace_begin(p, Gemm_::kFc1, s.idx, s.tile()));
+    Gemm_::run_item(p, smem, s.tile(), blockIdx.x);
+    MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) r->epi_end[0] = ws_trace_now());
+  }
   pdl_wait();  // a CTA without items still completes only after the predecessor (pdl.cuh)
 }
 

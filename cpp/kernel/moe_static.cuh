@@ -28,6 +28,7 @@ __global__ void __launch_bounds__(kCtaThreads) moe_static_kernel(const MoeParams
   extern __shared__ uint4 smem_raw[];
   auto& smem = *reinterpret_cast<StaticSmem<Mainloop>*>(smem_raw);
 
+  MOE12X_WS_PROBE(if (threadIdx.x == 0) decode_trace_slot() = nullptr);  // no records from this kernel
   const int64_t gtid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t gthreads = int64_t(gridDim.x) * blockDim.x;
   const int64_t pairs = p.tokens * p.top_k;

@@ -6,15 +6,9 @@
 // warpgroup, and the tile. Read by moe12x_debug_ws_trace (gemm_sm90_wgmma.cu) and
 // scripts/ws_trace.py: where an item's time goes, and the gaps and tail between items on an SM.
 #pragma once
-#include <cstdint>
+#include "kernel/ws_trace_record.hpp"
 
 namespace moe12x {
-
-struct WsTraceRecord {
-  unsigned long long start, first_full, main_end[2], epi_end[2];
-  int smid, nrows, expert, mblock;
-};
-constexpr int kWsTraceRecords = 1 << 16;  // per GEMM; later items are not recorded
 
 #ifdef MOE12X_WS_TRACE
 static __device__ WsTraceRecord g_ws_trace[2][kWsTraceRecords];  // [FC1, FC2][item]
@@ -34,6 +28,16 @@ __device__ __forceinline__ void ws_trace_start(bool fc1, unsigned item, int mblo
     asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
     r->start = ws_trace_now(), r->smid = int(smid), r->mblock = mblock;
   }
+}
+// The mma.sync grouped kernels (kernel/moe_gemm.cuh) write the same records through
+// MoeParams::decode_trace (their TUs cannot share a __device__ symbol), one per (tile, m-block)
+// item: start = the item's start, main_end[0] = past the PDL wait, first_full = the first token
+// chunk staged, main_end[1] = the mainloop's end, epi_end[0] = the epilogue's end, epi_end[1] =
+// ns inside the token stages and their barriers, summed over the item's chunks (warp 0, lane 0).
+// The record of the item thread 0 runs, in shared memory for the mainloop's probes.
+__device__ __forceinline__ WsTraceRecord*& decode_trace_slot() {
+  __shared__ WsTraceRecord* slot;
+  return slot;
 }
 #define MOE12X_WS_PROBE(...) \
   do {                       \

@@ -19,6 +19,7 @@
 #include "common/params.hpp"
 #include "common/pdl.cuh"
 #include "mainloop/activation_stage.cuh"
+#include "kernel/ws_trace.cuh"
 
 namespace moe12x {
 
@@ -167,11 +168,15 @@ struct Sm80MmaFp4MainloopT {
     // Weights never depend on the previous kernel; the activations do (pdl.cuh).
     pdl_wait();
     pdl_trigger();
+    MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) r->main_end[0] = ws_trace_now());
     if (kPrefetch) pf.load(0, min(kChunk, K));
 
     int kb = 0, slot = 0;
     for (int k0 = 0; k0 < K; k0 += kChunk) {
       const int kc = min(kChunk, K - k0);
+#ifdef MOE12X_WS_TRACE
+      const unsigned long long t_stage = ws_trace_now();
+#endif
       __syncthreads();  // previous chunk consumed by every warp
       if constexpr (kPrefetch) {
         pf.store(kc, smem.b);
@@ -180,6 +185,11 @@ struct Sm80MmaFp4MainloopT {
         stage_activations<8 * NB, kStride, kCtaThreads>(act, tok0, ntok, k0, kc, smem.b);
       }
       __syncthreads();
+      MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) {
+        const unsigned long long now = ws_trace_now();
+        if (k0 == 0) r->first_full = now;
+        r->epi_end[1] += now - t_stage;
+      });
 
       for (int kk0 = 0; kk0 < kc; kk0 += kKBlock * kStageBlocks, kb += kStageBlocks) {
         cute::cp_async_wait<kStages - 2>();
@@ -192,6 +202,7 @@ struct Sm80MmaFp4MainloopT {
       }
     }
     cute::cp_async_wait<0>();  // only empty groups remain; keeps the ring quiet for the next item
+    MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) r->main_end[1] = ws_trace_now());
   }
 
   // One k64 block: 4 k16 steps x MT m16 tiles x NB n8 tiles. b: the block's first token column.
