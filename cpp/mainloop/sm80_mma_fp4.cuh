@@ -71,8 +71,8 @@ struct Sm80MmaFp4MainloopT {
   static constexpr bool kWarpItems = false;
   static constexpr int kItemRows = kWarps * kWarpTiles * kWarpRows;
   static constexpr int kCtasPerSm = kMaxNB == 8 ? 3 : kWarpTiles == 1 ? 6 : 4;  // register bound for __launch_bounds__
-  static constexpr bool kPrefetchAct = kActPrefetch_;
-  static_assert(!kPrefetchAct || (kMaxNB == 2 && kWarpTiles == 2), "prefetch: the two-tile 16-row decode kernel only");
+  static constexpr bool kActPrefetch = kActPrefetch_;
+  static_assert(!kActPrefetch || (kMaxNB == 2 && kWarpTiles == 2), "prefetch: the two-tile 16-row decode kernel only");
 
   struct Stage {
     uint4 q[kStageBlocks][kMTiles][32];  // codes: lane-major, as prepared
@@ -102,7 +102,7 @@ struct Sm80MmaFp4MainloopT {
     // A warp past the matrix's last rows still joins the CTA barriers of the activation stage.
     // Prefetching is a template, like MT: one loop per kind keeps each one's registers. 8-row tiles
     // keep the synchronous stage (the prefetching loop measured slower for them).
-    if (kPrefetchAct && NB == 2 && act.fp4) run_mt<NB, kPrefetchAct && NB == 2>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
+    if (kActPrefetch && NB == 2 && act.fp4) run_mt<NB, kActPrefetch && NB == 2>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
     else run_mt<NB, false>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
     if (act.fp4) undo_fp4_act_scale(acc);
   }
