@@ -9,7 +9,8 @@ the predecessor's tail, CTA launch, the weight ring's first stages issued), the 
 stage, the mainloop after it, of which the token stages and their barriers of the later chunks,
 and the epilogue; then the share of SM time in each (CTA slots = SMs x CTAs per SM seen) and
 the mainloop's ns per k64 block by tile width. One call after a warm-up and an L2 flush (cold
-weights, as the benchmark's rotated weight sets).
+weights, as the benchmark's rotated weight sets). With OUT set, also appended to
+$OUT/decode-trace.txt.
 """
 import ctypes
 import os
@@ -26,6 +27,18 @@ from prof_layer import make_layer  # noqa: E402
 REC = np.dtype([("start", "u8"), ("first_full", "u8"), ("main_end", "u8", 2), ("epi_end", "u8", 2),
                 ("smid", "i4"), ("nrows", "i4"), ("expert", "i4"), ("mblock", "i4")])
 NREC = 1 << 16  # kWsTraceRecords
+
+# Also written to $OUT/decode-trace.txt when OUT is set (the device tool returns only the tail of
+# stdout).
+_log = open(os.path.join(os.environ["OUT"], "decode-trace.txt"), "a") if os.environ.get("OUT") else None
+
+
+def say(line=""):
+    print(line)
+    if _log:
+        _log.write(line + "\n")
+        _log.flush()
+
 
 lib = None
 flush = torch.empty(64 << 20, dtype=torch.float32, device="cuda")  # 256 MB > L2
@@ -52,7 +65,7 @@ for arg in sys.argv[1:]:
     for g, (gname, K) in enumerate((("FC1", H), ("FC2", I))):
         r = buf[g][(buf[g]["start"] != 0) & (buf[g]["epi_end"][:, 0] != 0)]
         if len(r) == 0:
-            print(f"== {name} T={T} {gname}: no records (not the mma.sync grouped kernel?)")
+            say(f"== {name} T={T} {gname}: no records (not the mma.sync grouped kernel?)")
             continue
         s = r["start"].astype(np.int64)
         t0 = s.min()
@@ -75,12 +88,12 @@ for arg in sys.argv[1:]:
                 m = max(m, c)
             slots = max(slots, m)
         tot = span * nsm * slots
-        print(f"== {name} T={T} {gname}: {len(r)} items on {nsm} SMs (<= {slots} at once per SM), span {span:.1f} us, "
+        say(f"== {name} T={T} {gname}: {len(r)} items on {nsm} SMs (<= {slots} at once per SM), span {span:.1f} us, "
               f"K = {K} ({K // 64} k64 blocks)")
-        print(f"   per item: wait      {f(wait)}\n             stage 0   {f(stage0)}\n"
+        say(f"   per item: wait      {f(wait)}\n             stage 0   {f(stage0)}\n"
               f"             mainloop  {f(main)}  of which later stages {f(later)}\n             epilogue  {f(epi)}")
-        print(f"   CTA-slot time: wait {wait.sum() / tot:.3f}, stage 0 {stage0.sum() / tot:.3f}, mainloop {main.sum() / tot:.3f} "
+        say(f"   CTA-slot time: wait {wait.sum() / tot:.3f}, stage 0 {stage0.sum() / tot:.3f}, mainloop {main.sum() / tot:.3f} "
               f"(later stages {later.sum() / tot:.3f}), epilogue {epi.sum() / tot:.3f}, idle {1 - (wait + stage0 + main + epi).sum() / tot:.3f}")
         nb = np.where((r["nrows"] + 7) // 8 <= 1, 8, 16)
-        print("   mainloop ns per k64 block (stages excluded) by width: " + ", ".join(
+        say("   mainloop ns per k64 block (stages excluded) by width: " + ", ".join(
             f"{w}: {np.mean((main - later)[nb == w]) * 1e3 / (K // 64):.0f} ({np.sum(nb == w)} items)" for w in np.unique(nb)))
