@@ -70,9 +70,9 @@ for arg in sys.argv[1:]:
         s = r["start"].astype(np.int64)
         t0 = s.min()
         wait = us(r["main_end"][:, 0].astype(np.int64) - s)
-        stage0 = us(r["first_full"].astype(np.int64) - r["main_end"][:, 0].astype(np.int64))
-        main = us(r["main_end"][:, 1].astype(np.int64) - r["first_full"].astype(np.int64))
         first_stage_ns = r["first_full"].astype(np.int64) - r["main_end"][:, 0].astype(np.int64)
+        stage0 = us(first_stage_ns)
+        main = us(r["main_end"][:, 1].astype(np.int64) - r["first_full"].astype(np.int64))
         later = us(np.maximum(r["epi_end"][:, 1].astype(np.int64) - first_stage_ns, 0))  # later chunks' stages
         epi = us(r["epi_end"][:, 0].astype(np.int64) - r["main_end"][:, 1].astype(np.int64))
         span = us(r["epi_end"][:, 0].astype(np.int64).max() - t0)
