@@ -163,7 +163,8 @@ struct Sm80MmaFp4MainloopT {
     __syncwarp();  // every lane is done with the previous item's ring
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) issue(i);
-    // FC1's row gather (row_pair) is the route kernel's, two launches back: read before the wait.
+    // Prefetching loops only (nrows 0 elsewhere: reads nothing). FC1's row gather (row_pair) is the
+    // route kernel's, two launches back: read before the wait.
     Prefetch pf(act, tok0, kPrefetch ? ntok : 0);
     // Weights never depend on the previous kernel; the activations do (pdl.cuh).
     pdl_wait();
