@@ -287,12 +287,14 @@ def test_wide_last_tiles(act_quant, inter):
 # ============================================================================================
 @requires_gpu
 @pytest.mark.parametrize("act_quant", ACT)
-def test_invalid_ids_contribute_nothing(act_quant):
+@pytest.mark.parametrize("tokens", [64, 8])
+def test_invalid_ids_contribute_nothing(tokens, act_quant):
     """ids -1, E, 10E, -7, INT32_MAX (and, as int64, 2^32+1 and -2^40, which a truncation to
     32 bits would turn into valid experts) contribute nothing and never fault. Expected: the
-    reference of the same routing with those slots' weights set to 0."""
+    reference of the same routing with those slots' weights set to 0. 64 tokens run the wgmma
+    kernels on SM90, 8 the mma.sync decode kernels."""
     torch = G.torch
-    key = small_key(tokens=64, top_k=4, num_experts=16, name="invalid")
+    key = small_key(tokens=tokens, top_k=4, num_experts=16, name="invalid")
     p = problem(key)
     E = p.num_experts
     rng = np.random.default_rng(5)
