@@ -1,6 +1,7 @@
 """CPU test (no GPU): the routed-tile arithmetic (an expert's last tile may take up to 32 rows past
 128 on the SM90 wgmma path), the workspace layout with and without decoded activations, and the
-TMA map per tile width, the decode kernels' warp-tile choice, as the host program tests/host/tile_schedule_test.cpp compiled with nvcc
+TMA map per tile width, the decode kernels' warp-tile choice, the shared memory that spreads small
+grouped launches over the SMs, as the host program tests/host/tile_schedule_test.cpp compiled with nvcc
 (the CUDA headers only: cuda.h for the map type)."""
 from __future__ import annotations
 

@@ -55,6 +55,18 @@ int act_prefetch_mode() {
   return mode;
 }
 
+// MOE12X_SPREAD: "0" / "1" / "2" / "3" = spread_smem (scheduler/cta_spread.hpp) for no / FC1's /
+// FC2's / both mma.sync grouped launches (A/B runs); unset or anything else = FC2's only (FC1
+// launches beside the small route and pack kernels, SMs free: spreading it measured 1-2 % slower
+// on qwen3-30b T = 1 / 4, bench/NOTES.md session 13). Read once.
+int spread_mode() {
+  static const int mode = [] {
+    const char* v = std::getenv("MOE12X_SPREAD");
+    return v && v[0] >= '0' && v[0] <= '3' && !v[1] ? v[0] - '0' : 2;
+  }();
+  return mode;
+}
+
 // MOE12X_SM90_WGMMA: unset = the warp-specialized wgmma kernel where choose_sm90_wgmma says it is
 // faster; "0" = never (the mma.sync kernels), anything else = every grouped call (A/B runs, tests).
 // Only on sm_90 devices and in builds with 90a in MOE12X_CUDA_ARCHITECTURES. Read once.
@@ -399,6 +411,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.fc1_handoff = p.sm90_wgmma && p.block_n == 128 && fp4 && fc1_handoff_mode();
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
+  p.spread_ctas = spread_mode();
   if (!static_schedule && !p.sm90_wgmma && p.block_n <= 16) {  // the decode kernels (gemm_dispatch.cu)
     const int forced = warp_tiles_mode();
     const int64_t pairs = T * config->top_k;

@@ -137,6 +137,8 @@ struct MoeParams {
 #ifdef MOE12X_WS_TRACE
   void* decode_trace = nullptr;  // WsTraceRecord[2][kWsTraceRecords]: trace builds only (ws_trace.cuh)
 #endif
+  int spread_ctas = 0;  // mma.sync grouped launches of few CTAs ask for shared memory that caps their
+                        // CTAs per SM (scheduler/cta_spread.hpp): bit 0 FC1, bit 1 FC2
   bool act_prefetch = false;  // two-tile decode kernels stage 16-row tiles' FP4 rows a K chunk
                               // ahead (Fp4ActPrefetch): choose_act_prefetch
   int tile_extra;   // an expert's last tile takes up to block_n + tile_extra rows (0, or 32 for the

@@ -6,6 +6,7 @@
 // - workspace_layout: buffers in bounds and disjoint, the decoded layout (SM90 wgmma kernel)
 //   also holding the NVFP4 one, the packed FC1 input inside y, sizes non-decreasing in T;
 // - token_map_index: one TMA map per instantiated tile width;
+// - spread_smem: the shared memory that caps a small grouped launch's CTAs per SM;
 // - choose_warp_tiles (instantiations/dispatch.hpp): which decode GEMMs get one m16 tile per warp
 //   on a 132-SM H200 for the compass shapes (the choices measured in bench/NOTES.md v28), never
 //   one again once two were chosen as pairs grow, and the item rows the half-block FC1 epilogue
@@ -16,6 +17,7 @@
 #include "common/params.hpp"
 #include "common/token_maps.hpp"
 #include "instantiations/dispatch.hpp"
+#include "scheduler/cta_spread.hpp"
 
 using namespace moe12x;
 
@@ -154,8 +156,34 @@ static void check_act_prefetch() {
   }
 }
 
+// spread_smem (scheduler/cta_spread.hpp) with an H100 / H200's limits: for every grid of fewer CTAs
+// than max_per_sm x SMs, cap = ceil(CTAs / SMs) CTAs fit an SM (even beside 1 KB of static shared
+// memory) and cap + 1 do not; never below the kernel's own size nor above the opt-in limit or
+// spread_smem_max (the kernel's attribute); unchanged once the CTAs need max_per_sm per SM.
+static void check_spread() {
+  const DeviceSmem d{233472, 232448, 1024};
+  const int sms = 132;
+  for (const size_t smem : {size_t(36 * 1024), size_t(55296), size_t(56320)})
+    for (const int max_per_sm : {4, 6})
+      for (int64_t ctas = 1; ctas <= 8 * sms; ++ctas) {
+        const size_t s = spread_smem(smem, ctas, max_per_sm, sms, d);
+        const int64_t cap = (ctas + sms - 1) / sms;
+        if (cap >= max_per_sm) {
+          CHECK(s == smem, "ctas=%lld: %zu bytes where the CTAs cover the SMs", (long long)ctas, s);
+          continue;
+        }
+        CHECK(s >= smem && s <= spread_smem_max(smem, d) && s <= size_t(d.optin), "ctas=%lld: %zu bytes", (long long)ctas, s);
+        if (s == smem) continue;  // the kernel already fits no more than cap per SM
+        CHECK(cap * (s + 1024 + d.reserved) <= size_t(d.per_sm), "ctas=%lld: %lld CTAs of %zu bytes do not fit",
+              (long long)ctas, (long long)cap, s);
+        CHECK((cap + 1) * (s + d.reserved) > size_t(d.per_sm), "ctas=%lld: %lld CTAs of %zu bytes fit",
+              (long long)ctas, (long long)(cap + 1), s);
+      }
+}
+
 int main() {
   check_tiles();
+  check_spread();
   check_workspace();
   check_token_maps();
   check_warp_tiles();
