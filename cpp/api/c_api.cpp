@@ -18,11 +18,12 @@ namespace {
 bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) % a) == 0; }
 
 // Makes config.device current for the scope of a call, restoring the caller's device after.
-// Device count and compute capabilities are queried once per process (they cannot change),
-// keeping the per-call host path to one cudaGetDevice.
+// Device count, compute capabilities, SM counts and shared-memory limits are queried once per
+// process (they cannot change), keeping the per-call host path to one cudaGetDevice.
 std::atomic<int> g_device_count{-1};
 std::atomic<int> g_cc_major[64];
 std::atomic<int> g_sm_count[64];
+std::atomic<int> g_smem_per_sm[64], g_smem_optin[64], g_smem_reserved[64];  // per_sm stored last
 
 // MOE12X_NO_PDL=1 turns programmatic dependent launches off (A/B measurements), read once.
 bool pdl_disabled() {
@@ -94,6 +95,7 @@ struct DeviceGuard {
   int prev = -1;
   int cc_major = 0;  // of the device entered
   int sm_count = 0;
+  DeviceSmem smem{};  // shared-memory limits (scheduler/cta_spread.hpp)
   bool switched = false;
   moe12x_status_t enter(int device) {
     int count = g_device_count.load(std::memory_order_relaxed);
@@ -108,20 +110,35 @@ struct DeviceGuard {
     if (dev >= count)
       return fail(MOE12X_ERROR_INVALID_ARGUMENT, "config.device = %d but only %d CUDA device(s) exist",
                   device, count);
+    DeviceSmem sm{};
+    sm.per_sm = dev < 64 ? g_smem_per_sm[dev].load(std::memory_order_acquire) : 0;
     int major = dev < 64 ? g_cc_major[dev].load(std::memory_order_relaxed) : 0;
     int sms = dev < 64 ? g_sm_count[dev].load(std::memory_order_relaxed) : 0;
-    if (major == 0 || sms == 0) {
+    if (sm.per_sm != 0) {
+      sm.optin = g_smem_optin[dev].load(std::memory_order_relaxed);
+      sm.reserved = g_smem_reserved[dev].load(std::memory_order_relaxed);
+    } else {
       MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
                       "cudaDeviceGetAttribute");
       MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
                       "cudaDeviceGetAttribute");
+      MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&sm.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+                      "cudaDeviceGetAttribute");
+      MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&sm.reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev),
+                      "cudaDeviceGetAttribute");
+      MOE12X_CUDA_TRY(cudaDeviceGetAttribute(&sm.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev),
+                      "cudaDeviceGetAttribute");
       if (dev < 64) {
         g_cc_major[dev].store(major, std::memory_order_relaxed);
         g_sm_count[dev].store(sms, std::memory_order_relaxed);
+        g_smem_optin[dev].store(sm.optin, std::memory_order_relaxed);
+        g_smem_reserved[dev].store(sm.reserved, std::memory_order_relaxed);
+        g_smem_per_sm[dev].store(sm.per_sm, std::memory_order_release);  // publishes the others
       }
     }
     cc_major = major;
     sm_count = sms;
+    smem = sm;
     if (major < 8)
       return fail(MOE12X_ERROR_UNSUPPORTED_DEVICE,
                   "device %d has compute capability %d.x; moe12x needs 8.0 or newer", dev, major);
@@ -398,6 +415,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.act_fp4 = fp4;
   p.pdl = guard.cc_major >= 9 && !pdl_disabled();
   p.sm_count = guard.sm_count;
+  p.smem = guard.smem;
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
   p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
                               : choose_grouped_block_n(T * config->top_k, config->num_local_experts);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector_types.h>  // int2
 
+#include "scheduler/cta_spread.hpp"
+
 #ifdef __CUDACC__
 #define MOE12X_HD __host__ __device__
 #else
@@ -169,6 +171,7 @@ struct MoeParams {
   float* y;                      // [T * k, H] fp32, already multiplied by the routing weight
   // device
   int sm_count;  // of the device the call runs on (c_api.cpp caches it): the work-queue grid's size
+  DeviceSmem smem;  // its shared-memory limits (cached likewise): spread_smem
 };
 
 // Index of an input scale for local expert el given how many values the caller passed.

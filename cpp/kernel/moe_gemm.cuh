@@ -130,24 +130,6 @@ cudaError_t opt_in_smem(size_t bytes) {
   return e;
 }
 
-// The device's shared memory limits (scheduler/cta_spread.hpp), cached per device.
-inline cudaError_t device_smem(DeviceSmem* out) {
-  static DeviceSmem cache[64] = {};
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
-  DeviceSmem d = dev < 64 ? cache[dev] : DeviceSmem{};
-  if (d.per_sm == 0) {
-    if ((e = cudaDeviceGetAttribute(&d.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev)) != cudaSuccess ||
-        (e = cudaDeviceGetAttribute(&d.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) != cudaSuccess ||
-        (e = cudaDeviceGetAttribute(&d.reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev)) != cudaSuccess)
-      return e;
-    if (dev < 64) cache[dev] = d;
-  }
-  *out = d;
-  return cudaSuccess;
-}
-
 // Grid of the grouped launches (mma.sync and SM90 wgmma): x = m-block, y strides the tile list.
 inline dim3 grouped_grid(int mblocks, const MoeParams& p) {
   const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;
@@ -162,8 +144,7 @@ template <class Gemm_>
 cudaError_t launch_moe_gemm_grouped(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename Gemm_::SharedStorage);
   const dim3 grid = grouped_grid(Gemm_::mblocks(p), p);
-  DeviceSmem d;
-  if (const cudaError_t e = device_smem(&d); e != cudaSuccess) return e;
+  const DeviceSmem& d = p.smem;  // cached by c_api.cpp: no driver query per call
   // The attribute bounds every launch of the kernel: set once to the largest size either asks for
   // (spread_smem's one CTA per SM; a launch's occupancy follows its own size, not the attribute).
   if (const cudaError_t e = opt_in_smem<moe_gemm_grouped_kernel<Gemm_>>(spread_smem_max(kSmem, d)); e != cudaSuccess)
