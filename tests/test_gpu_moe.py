@@ -282,6 +282,109 @@ def test_wide_last_tiles(act_quant, inter):
     G.assert_bitwise_equal(G.bits(out), a, "wide last tiles: auto vs static")
 
 
+# The static schedule's decode kernel (kernel/moe_decode.cuh): up to 256 routed pairs, every CTA
+# routes on its own (rows by (expert, pair), tiles of <= 16 rows), FC1 quantizes x as it stages it,
+# FC2 items wait for their tile's FC1 m-blocks, one launch.
+DECODE_ROUTINGS = ["uniform", "hot", "duplicates", "shard_invalid", "all_invalid"]
+
+
+def _decode_problem(tokens: int, top_k: int, routing: str):
+    """A problem and the reference it must match (dropped slots' weights zeroed)."""
+    p = problem(small_key(tokens=tokens, top_k=top_k, num_experts=32, name=f"decode-{routing}{tokens}k{top_k}"))
+    rng = np.random.default_rng(tokens * 31 + top_k)
+    ids = p.topk_ids.copy()
+    if routing == "hot":  # every slot of every token on expert 5: T k rows, several 16-row tiles
+        ids[:] = 5
+    elif routing == "duplicates":  # a token's slots 0 and 1 on the same expert
+        ids[:, 1] = ids[:, 0]
+    drop = np.zeros(ids.shape, bool)
+    if routing == "shard_invalid":
+        drop = rng.random(ids.shape) < 0.3
+    elif routing == "all_invalid":
+        drop[:] = True
+    p = p.replace(topk_ids=np.where(drop, -1, ids).astype(np.int32))
+    if routing == "shard_invalid":
+        p = p.shard(1, 2)
+    expected = p.replace(topk_weights=np.where(drop, 0, p.topk_weights).astype(np.float32))
+    return p, expected
+
+
+@requires_gpu
+@pytest.mark.parametrize("act_quant", ACT)
+@pytest.mark.parametrize("routing", DECODE_ROUTINGS)
+@pytest.mark.parametrize("tokens,top_k", [(1, 8), (3, 8), (16, 8), (16, 16)])  # 16 x 16: the 256-pair limit
+def test_decode_kernel_routings(tokens, top_k, routing, act_quant):
+    """Uniform routing, one hot expert (16 k rows: several tiles), duplicate ids in a token, an
+    expert-parallel shard with 30 % -1 ids, every id -1 (out exactly 0). Matches the reference and,
+    bitwise, the dynamic schedule."""
+    p, expected = _decode_problem(tokens, top_k, routing)
+    w = G.prepare(p)
+    st = G.run_fused(p, w, act_quant, schedule="static")
+    if routing == "all_invalid":
+        assert np.all(G.values(st) == 0), "every slot invalid: out must be exactly 0"
+    else:
+        G.assert_matches_reference(G.values(st), expected.reference(act_quant), act_quant,
+                                   f"decode kernel {routing} T={tokens} k={top_k}")
+    dyn = G.run_fused(p, w, act_quant, schedule="dynamic")
+    G.assert_bitwise_equal(G.bits(st), G.bits(dyn), f"decode kernel {routing} T={tokens}: static vs dynamic")
+
+
+@requires_gpu
+@pytest.mark.parametrize("shape,tokens", [("qwen3-30b-a3b", 1), ("qwen3-30b-a3b", 16), ("qwen3-235b-a22b", 1),
+                                          ("qwen3-235b-a22b", 16), ("gpt-oss-120b", 5)])
+def test_decode_kernel_model_shapes(shape, tokens):
+    """The model shapes' first tokens through the decode kernel: one m16 tile per warp where FC1's
+    two-tile warps would not cover the SMs (qwen3-30b), two tiles elsewhere (qwen3-235b T = 16);
+    K chunks with a short last one (gpt-oss, K = 2880). Reference, and bitwise the dynamic schedule."""
+    base = problem(model_key(shape))
+    p = base.replace(x_bits=base.x_bits[:tokens], topk_ids=base.topk_ids[:tokens],
+                     topk_weights=base.topk_weights[:tokens])
+    w = G.prepare(p)
+    st = G.run_fused(p, w, "nvfp4", schedule="static")
+    G.assert_matches_reference(G.values(st), p.reference("nvfp4"), "nvfp4", f"decode kernel {shape} T={tokens}")
+    G.assert_bitwise_equal(G.bits(st), G.bits(G.run_fused(p, w, "nvfp4", schedule="dynamic")),
+                           f"decode kernel {shape} T={tokens}: static vs dynamic")
+
+
+@requires_gpu
+def test_decode_kernel_graph_replays_and_repeats():
+    """The decode kernel zeroes its own counters: captured once, replayed with a new routing each
+    time (a hot expert in one), and called eagerly in between, every result bitwise the eager one."""
+    torch = G.torch
+    p = problem(_key(dict(num_experts=32, top_k=8, hidden=1024, inter=512, tokens=6, name="decode-graph", seed=23)))
+    layer = G.make_layer(p, "nvfp4", max_tokens=16, schedule="static")
+    st = G.device_inputs(p)
+    st_out = G.poisoned((p.tokens, p.hidden))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            layer(st["x"], st["topk_ids"], st["topk_weights"], st_out, stream=side.cuda_stream)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        layer(st["x"], st["topk_ids"], st["topk_weights"], st_out, stream=G.stream())
+    for it in range(5):
+        q = _fresh_inputs(p, 200 + it)
+        if it == 2:
+            q = q.replace(topk_ids=np.full_like(q.topk_ids, 9))
+        d = G.device_inputs(q)
+        for name in ("x", "topk_ids", "topk_weights"):
+            st[name].copy_(d[name])
+        st_out.view(torch.int16).fill_(G.BF16_NAN_BITS)
+        g.replay()
+        G.sync()
+        replayed = G.bits(st_out)
+        eager = G.poisoned((p.tokens, p.hidden))
+        layer(d["x"], d["topk_ids"], d["topk_weights"], eager, stream=G.stream())
+        G.sync()
+        G.assert_bitwise_equal(replayed, G.bits(eager), f"decode graph replay {it} vs eager")
+        if it in (0, 2):
+            G.assert_matches_reference(G.bf16_bits_to_f32(replayed), q.reference("nvfp4"), "nvfp4",
+                                       f"decode graph replay {it}")
+
+
 # ============================================================================================
 # Invalid ids and expert parallelism
 # ============================================================================================

@@ -417,8 +417,12 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.sm_count = guard.sm_count;
   p.smem = guard.smem;
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
-  p.block_n = static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
-                              : choose_grouped_block_n(T * config->top_k, config->num_local_experts);
+  // The static schedule's persistent decode kernel routes <= kDecodeMaxPairs pairs in every CTA
+  // (kernel/moe_decode.cuh); past that, the older phase-barrier kernel (kernel/moe_static.cuh).
+  const bool decode_kernel = static_schedule && T * config->top_k <= kDecodeMaxPairs;
+  p.block_n = decode_kernel     ? kDecodeTileRows
+              : static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
+                                : choose_grouped_block_n(T * config->top_k, config->num_local_experts);
 #ifdef MOE12X_HAS_SM90_WGMMA
   p.sm90_wgmma = !static_schedule && guard.cc_major == 9 && may_use_sm90_wgmma(config, T);
   if (p.sm90_wgmma && p.block_n == 64)  // its 64- or 128-token tiles (workspace sized for 8)
@@ -430,7 +434,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
 #endif
   p.max_tiles = max_tiles_for(W.pairs, p.e_local, p.block_n);
   p.spread_ctas = spread_mode();
-  if (!static_schedule && !p.sm90_wgmma && p.block_n <= 16) {  // the decode kernels (gemm_dispatch.cu)
+  if (decode_kernel || (!static_schedule && !p.sm90_wgmma && p.block_n <= 16)) {  // the decode kernels (gemm_dispatch.cu)
     const int forced = warp_tiles_mode();
     const int64_t pairs = T * config->top_k;
     p.fc1_warp_tiles = forced ? forced : choose_warp_tiles(pairs, p.e_local, 2 * p.inter, guard.sm_count);
@@ -467,6 +471,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.tiles = reinterpret_cast<int2*>(ws + W.tiles);
   p.row_pair = reinterpret_cast<int*>(ws + W.row_pair);
   p.pair_row = reinterpret_cast<int*>(ws + W.pair_row);
+  p.decode_sync = reinterpret_cast<int*>(ws + W.decode_sync);
   p.xq = fp4 ? ws + W.xq : nullptr;
   p.xq_sf = fp4 && !p.sm90_wgmma ? ws + W.xq_sf : nullptr;  // sm90_wgmma: decoded rows, no scales
   p.act = ws + W.act;
@@ -474,6 +479,11 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.y = reinterpret_cast<float*>(ws + W.y);
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  if (decode_kernel) {  // one kernel for both GEMMs: FC1's choice of tiles per warp
+    MOE12X_CUDA_TRY(p.fc1_warp_tiles == 1 ? launch_decode<1>(p, s) : launch_decode<2>(p, s),
+                    "static-schedule (decode kernel) cooperative launch");
+    return MOE12X_SUCCESS;
+  }
   if (static_schedule) {
     MOE12X_CUDA_TRY(launch_static(p, s), "static-schedule cooperative launch");
     return MOE12X_SUCCESS;

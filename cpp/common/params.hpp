@@ -22,6 +22,10 @@ constexpr int kScaleBytes = 64;   // its scale codes: 16 rows x 4 blocks
 constexpr int kCtaThreads = 128;  // 4 MMA warps
 constexpr int kCtaRows = 128;     // prepared rows per CTA (2 m16 tiles per warp)
 constexpr int kMaxStaticExperts = 1024;  // the static kernel scans experts in shared memory
+// The persistent decode kernel (kernel/moe_decode.cuh): every CTA routes up to this many pairs
+// on its own; its tiles hold <= 16 rows of one expert.
+constexpr int kDecodeMaxPairs = 256;
+constexpr int kDecodeTileRows = 16;
 
 inline size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -57,7 +61,7 @@ inline PreparedLayout prepared_layout(int e_local, int hidden, int inter) {
 // The packed FC1 input is dead before FC2 writes y (stream order, PDL waits, the static kernel's
 // grid barrier), so it lives inside y (P (H/2 + H/16) bytes, 4 P H but for tiny P H).
 struct WorkspaceLayout {
-  size_t counts, tile_count, tiles, row_pair, pair_row, xq, xq_sf, act, act_sf, y;
+  size_t counts, tile_count, tiles, row_pair, pair_row, decode_sync, xq, xq_sf, act, act_sf, y;
   size_t bytes;
   int64_t pairs, max_tiles;
 };
@@ -94,6 +98,7 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
   take(w.tiles, sizeof(int) * 2 * size_t(w.max_tiles));
   take(w.row_pair, sizeof(int) * size_t(w.pairs));
   take(w.pair_row, sizeof(int) * size_t(w.pairs));
+  take(w.decode_sync, sizeof(int) * (1 + kDecodeMaxPairs));  // the decode kernel's item counter, FC1 done per tile
   const size_t P = size_t(w.pairs);
   if (act_fp4 && !decoded) {
     take(w.act, P * inter / 2);
@@ -166,6 +171,8 @@ struct MoeParams {
   int2* tiles;      // (expert, first row)
   int* row_pair;    // packed row -> pair index t * k + j
   int* pair_row;    // its inverse (grouped schedule; -1: expert not local)
+  int* decode_sync; // [1 + kDecodeMaxPairs]: the persistent decode kernel's item counter, then FC1
+                    // m-blocks done per tile (zeroed by the kernel itself)
   uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode; sm90_wgmma: decoded bf16, no xq_sf)
   uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16 (sm90_wgmma: decoded)
   float* y;                      // [T * k, H] fp32, already multiplied by the routing weight

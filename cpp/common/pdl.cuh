@@ -22,6 +22,16 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// The mainloops' hook between issuing an item's weight loads and reading its activations: in the
+// grouped launches, the PDL wait (and trigger, after it). The persistent decode kernel passes its
+// own (kernel/moe_decode.cuh: the grid barrier once, then the FC1 -> FC2 dependency).
+struct PdlWaitTrigger {
+  __device__ __forceinline__ void operator()() const {
+    pdl_wait();
+    pdl_trigger();
+  }
+};
+
 // Launches kernel<<<grid, block, smem, stream>>>(args...), programmatically dependent on the
 // stream's previous kernel when pdl is set.
 template <class... Params, class... Args>

@@ -33,9 +33,10 @@ struct Fc1SwigluQuantEpilogue {
     return p.w13_gs[el] * gs_in * kAccScale;
   }
 
+  // Rows are routed rows (tile.row0 + column): the pair table is not needed (FC2's signature).
   template <int NB, int kMT = 2>  // kMT: the warp's m16 tiles (Sm80MmaFp4MainloopT::kWarpTiles)
   __device__ static void apply(const MoeParams& p, const ExpertTile& tile, int warp_row0,
-                               const float (&acc)[2][NB][4]) {
+                               const float (&acc)[2][NB][4], const int* /*row_pair*/ = nullptr) {
     if constexpr (kMT == 1) {
       apply_half_block<NB>(p, tile, warp_row0, acc);
       return;

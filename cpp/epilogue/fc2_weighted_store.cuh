@@ -15,9 +15,10 @@ struct Fc2WeightedStoreEpilogue {
     return p.w2_gs[el] * gs_in * kAccScale;
   }
 
+  // row_pair: packed row -> pair (p.row_pair, or the persistent decode kernel's own table).
   template <int NB, int kMT = 2>  // kMT: the warp's m16 tiles (Sm80MmaFp4MainloopT::kWarpTiles)
   __device__ static void apply(const MoeParams& p, const ExpertTile& tile, int warp_row0,
-                               const float (&acc)[2][NB][4]) {
+                               const float (&acc)[2][NB][4], const int* row_pair) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int el = tile.expert;
     const float beta = acc_scale(p, el);
@@ -27,7 +28,7 @@ struct Fc2WeightedStoreEpilogue {
       for (int c = 0; c < 2; ++c) {
         const int col = nb * 8 + 2 * t + c;
         if (col >= tile.nrows) continue;
-        const int pair = p.row_pair[tile.row0 + col];
+        const int pair = row_pair[tile.row0 + col];
         const float w = load_weight(p.topk_w, p.w_bf16, pair);
         float* yrow = p.y + int64_t(pair) * p.hidden;
 #pragma unroll

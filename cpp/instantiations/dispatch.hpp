@@ -13,6 +13,11 @@ constexpr int kNarrowWarpsPerSm = 6;
 template <int NB>
 cudaError_t launch_static_nb(const MoeParams& p, cudaStream_t stream);
 
+// The persistent decode kernel (kernel/moe_decode.cuh): the whole layer in one cooperative launch
+// for <= kDecodeMaxPairs routed pairs, kWarpTiles m16 tiles per warp (1 or 2).
+template <int kWarpTiles>
+cudaError_t launch_decode(const MoeParams& p, cudaStream_t stream);
+
 // Grouped FC1 / FC2 with tiles of up to 8 * kMaxNB rows (16, 32: decode kernels; 64: general),
 // kWarpTiles m16 tiles per warp (1: only with kMaxNB = 2) and, for kMaxNB = 2 with two tiles per
 // warp, FP4 token rows staged a K chunk ahead in 16-row tiles (kActPrefetch: choose_act_prefetch).

@@ -16,6 +16,8 @@ struct ActivationRows {
   int gather_div;
   int K;
   bool fp4;
+  bool from_x = false;  // fp4 rows quantized from the bf16 rows (x) with global scale gs as they
+  float gs = 0.0f;      // are staged (stage_activations<..., kXQuant = true>): no packed copy
 };
 
 // FP4 decode with the weights' bit trick (nvfp4.cuh): the 3 magnitude bits of a code at bf16
@@ -120,7 +122,9 @@ __device__ __forceinline__ void store_group_frag_order(uint16_t* row, int group,
     *reinterpret_cast<uint2*>(row + frag_order_offset(group, t)) = make_uint2(w[t], w[4 + t]);
 }
 
-template <int BN, int kStride, int kThreads>
+// kXQuant: rows with a.from_x are quantized from bf16 as they load (nvfp4_block_decoded_bf16: the
+// values the pack kernel's codes decode to, bit for bit).
+template <int BN, int kStride, int kThreads, bool kXQuant = false>
 __device__ __forceinline__ void stage_activations(const ActivationRows& a, int row0, int nrows,
                                                   int k0, int kc, uint16_t* smem) {
   static_assert(kStride % 64 == 32, "stride must be 32 mod 64 elements (bank-conflict-free)");
@@ -130,7 +134,13 @@ __device__ __forceinline__ void stage_activations(const ActivationRows& a, int r
     uint32_t w[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
     if (r < nrows) {
       const int64_t row = a.gather ? int64_t(a.gather[row0 + r] / a.gather_div) : int64_t(row0 + r);
-      if (a.fp4) {
+      if (kXQuant && a.fp4 && a.from_x) {
+        union { uint4 v[2]; uint16_t h[16]; } raw;  // rows are 16-B aligned: two vector loads
+        const uint4* src = reinterpret_cast<const uint4*>(a.bf16 + row * a.K + k0 + b * 16);
+        raw.v[0] = src[0];
+        raw.v[1] = src[1];
+        nvfp4_block_decoded_bf16(raw.h, a.gs, w);
+      } else if (a.fp4) {
         const uint2 q = *reinterpret_cast<const uint2*>(a.codes + row * (a.K / 2) + (k0 + b * 16) / 2);
         decode_fp4_block_bf16(q, a.scales[row * (a.K / 16) + (k0 / 16) + b], w);
       } else {

@@ -55,7 +55,9 @@ __device__ __forceinline__ uint32_t dup_half(uint32_t x, int hi) {
 // kActPrefetch_: 16-row token tiles stage their FP4 rows one K chunk ahead (Fp4ActPrefetch); its
 // own instantiation, chosen per call (choose_act_prefetch), because the extra loop costs the
 // kernel's 8-row tiles too (bench/NOTES.md v36).
-template <int kMaxNB_, int kWarpTiles_ = 2, bool kActPrefetch_ = false>
+// kXQuant_: FC1's FP4 rows may be quantized from bf16 x as they are staged (ActivationRows::from_x:
+// the persistent decode kernel, which has no pack phase).
+template <int kMaxNB_, int kWarpTiles_ = 2, bool kActPrefetch_ = false, bool kXQuant_ = false>
 struct Sm80MmaFp4MainloopT {
   static constexpr int kMaxNB = kMaxNB_;
   static_assert(kMaxNB == 2 || kMaxNB == 4 || kMaxNB == 8, "widths: 16, 32 (decode) or 64 (general)");
@@ -73,6 +75,8 @@ struct Sm80MmaFp4MainloopT {
   static constexpr int kCtasPerSm = kMaxNB == 8 ? 3 : kWarpTiles == 1 ? 6 : 4;  // register bound for __launch_bounds__
   static constexpr bool kActPrefetch = kActPrefetch_;
   static_assert(!kActPrefetch || (kMaxNB == 2 && kWarpTiles == 2), "prefetch: the two-tile 16-row decode kernel only");
+  static constexpr bool kXQuant = kXQuant_;
+  static_assert(!(kXQuant && kActPrefetch), "rows quantized from x are staged synchronously");
 
   struct Stage {
     uint4 q[kStageBlocks][kMTiles][32];  // codes: lane-major, as prepared
@@ -93,33 +97,35 @@ struct Sm80MmaFp4MainloopT {
   __device__ static int warp_row0(int mblock, int warp) { return mblock * kItemRows + warp * kWarpTiles * kWarpRows; }
   __device__ static bool epilogue_warp(int) { return true; }
 
-  // codes/scales: this expert's prepared matrix; row0: first prepared row of this warp.
-  template <int NB>
+  // codes/scales: this expert's prepared matrix; row0: first prepared row of this warp. wait():
+  // between the weight ring's first stages and the first token stage (pdl.cuh), every thread.
+  template <int NB, class Wait = PdlWaitTrigger>
   __device__ static void run(const uint8_t* codes, const uint8_t* scales, int K, int row0, int mtiles,
                              const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
-                             Accum<NB>& acc) {
+                             Accum<NB>& acc, const Wait& wait = Wait{}) {
     zero_acc(acc);
     // A warp past the matrix's last rows still joins the CTA barriers of the activation stage.
     // Prefetching is a template, like MT: one loop per kind keeps each one's registers. 8-row tiles
     // keep the synchronous stage (the prefetching loop measured slower for them).
-    if (kActPrefetch && NB == 2 && act.fp4) run_mt<NB, kActPrefetch && NB == 2>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
-    else run_mt<NB, false>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc);
+    if (kActPrefetch && NB == 2 && act.fp4) run_mt<NB, kActPrefetch && NB == 2>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc, wait);
+    else run_mt<NB, false>(codes, scales, K, row0, mtiles, act, tok0, ntok, smem, acc, wait);
     if (act.fp4) undo_fp4_act_scale(acc);
   }
 
-  template <int NB, bool kPrefetch>
+  template <int NB, bool kPrefetch, class Wait>
   __device__ static void run_mt(const uint8_t* codes, const uint8_t* scales, int K, int row0, int mtiles,
-                                const ActivationRows& act, int tok0, int ntok, SharedStorage& smem, Accum<NB>& acc) {
-    if (kWarpTiles >= 2 && mtiles >= 2) run_tiles<NB, kWarpTiles, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
-    else if (mtiles == 1) run_tiles<NB, 1, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
-    else run_tiles<NB, 0, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc);
+                                const ActivationRows& act, int tok0, int ntok, SharedStorage& smem, Accum<NB>& acc,
+                                const Wait& wait) {
+    if (kWarpTiles >= 2 && mtiles >= 2) run_tiles<NB, kWarpTiles, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc, wait);
+    else if (mtiles == 1) run_tiles<NB, 1, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc, wait);
+    else run_tiles<NB, 0, kPrefetch>(codes, scales, K, row0, act, tok0, ntok, smem, acc, wait);
   }
 
   // kPrefetch: FP4 tokens through Fp4ActPrefetch; else stage_activations.
-  template <int NB, int MT, bool kPrefetch>
+  template <int NB, int MT, bool kPrefetch, class Wait>
   __device__ static void run_tiles(const uint8_t* codes, const uint8_t* scales, int K, int row0,
                                    const ActivationRows& act, int tok0, int ntok, SharedStorage& smem,
-                                   Accum<NB>& acc) {
+                                   Accum<NB>& acc, const Wait& wait) {
     constexpr int kChunk = chunk_k<NB>(), kStride = stride<NB>();
     static_assert(NB >= 1 && NB <= kMaxNB, "token tile wider than this mainloop's kMaxNB");
     static_assert(8 * NB * kStride <= kStageElems, "token stage too small for this width");
@@ -167,8 +173,7 @@ struct Sm80MmaFp4MainloopT {
     // route kernel's, two launches back: read before the wait.
     Prefetch pf(act, tok0, kPrefetch ? ntok : 0);
     // Weights never depend on the previous kernel; the activations do (pdl.cuh).
-    pdl_wait();
-    pdl_trigger();
+    wait();
     MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) r->main_end[0] = ws_trace_now());
     if (kPrefetch) pf.load(0, min(kChunk, K));
 
@@ -183,7 +188,7 @@ struct Sm80MmaFp4MainloopT {
         pf.store(kc, smem.b);
         if (k0 + kChunk < K) pf.load(k0 + kChunk, min(kChunk, K - k0 - kChunk));  // lands during the MMAs
       } else {
-        stage_activations<8 * NB, kStride, kCtaThreads>(act, tok0, ntok, k0, kc, smem.b);
+        stage_activations<8 * NB, kStride, kCtaThreads, kXQuant>(act, tok0, ntok, k0, kc, smem.b);
       }
       __syncthreads();
       MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) {

@@ -10,13 +10,19 @@
 // - choose_warp_tiles (instantiations/dispatch.hpp): which decode GEMMs get one m16 tile per warp
 //   on a 132-SM H200 for the compass shapes (the choices measured in bench/NOTES.md v28), never
 //   one again once two were chosen as pairs grow, and the item rows the half-block FC1 epilogue
-//   relies on (a warp pair holds one 16-feature block).
+//   relies on (a warp pair holds one 16-feature block);
+// - local_route_row (routing/local_route.hpp, the persistent decode kernel's per-CTA routing):
+//   rows are the local pairs stably sorted by expert, tiles each expert's rows in runs of <= 16,
+//   for random routings with invalid ids, duplicate ids and one hot expert, up to 256 pairs.
+#include <algorithm>
 #include <cstdio>
+#include <random>
 #include <vector>
 
 #include "common/params.hpp"
 #include "common/token_maps.hpp"
 #include "instantiations/dispatch.hpp"
+#include "routing/local_route.hpp"
 #include "scheduler/cta_spread.hpp"
 
 using namespace moe12x;
@@ -76,6 +82,9 @@ static void check_workspace() {
           CHECK(w.act + act_bytes <= w.y, "T=%lld: act overlaps y", (long long)T);
           CHECK(disjoint(w.act, act_bytes, w.pair_row, P * 4) && w.pair_row + P * 4 <= w.act, "T=%lld: act / routing",
                 (long long)T);
+          const size_t sync_bytes = sizeof(int) * (1 + kDecodeMaxPairs);  // the decode kernel's counters
+          CHECK(w.decode_sync >= w.pair_row + P * 4 && w.decode_sync + sync_bytes <= w.act && w.decode_sync + sync_bytes <= w.y,
+                "T=%lld: decode counters", (long long)T);
           if (fp4) {
             // the NVFP4 codes and scales (any kernel) and, when decoded, the bf16 rows
             CHECK(w.act_sf >= w.act + P * I / 2 && w.act_sf + P * I / 16 <= w.y, "T=%lld decoded=%d: act_sf",
@@ -181,8 +190,53 @@ static void check_spread() {
       }
 }
 
+static void check_local_route() {
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 4000; ++iter) {
+    const int pairs = 1 + int(rng() % kDecodeMaxPairs);
+    const int e_local = 1 + int(rng() % 300);
+    const int kind = iter % 4;  // uniform, many invalid, duplicates, one hot expert
+    std::vector<int> el(pairs);
+    for (int& e : el) {
+      const unsigned r = rng();
+      e = kind == 1 && r % 3 == 0 ? -1 : kind == 2 ? int(r % 5) % e_local : kind == 3 && r % 4 != 0 ? e_local / 2 : int(r % e_local);
+      if (kind != 1 && r % 17 == 0) e = -1;
+    }
+    std::vector<int> order;  // expected rows: local pairs stably sorted by expert
+    for (int i = 0; i < pairs; ++i)
+      if (el[i] >= 0) order.push_back(i);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return el[a] < el[b]; });
+    std::vector<int> row_pair(pairs, -1), head(pairs, -2);
+    for (int i = 0; i < pairs; ++i) {
+      if (el[i] < 0) continue;
+      int h;
+      const int row = local_route_row(el.data(), pairs, i, &h);
+      CHECK(row >= 0 && row < int(order.size()), "iter %d pair %d: row %d of %zu", iter, i, row, order.size());
+      if (row < 0 || row >= int(order.size())) continue;
+      CHECK(row_pair[row] == -1, "iter %d: row %d twice", iter, row);
+      row_pair[row] = i;
+      head[row] = h;
+    }
+    int covered = 0;
+    for (int r = 0; r < int(order.size()); ++r) {
+      CHECK(row_pair[r] == order[r], "iter %d row %d: pair %d, expected %d", iter, r, row_pair[r], order[r]);
+      if (head[r] < 0) continue;
+      const int e = el[order[r]];
+      const int n = local_tile_rows(head[r]);
+      CHECK(local_tile_expert(head[r]) == e && local_tile_row0(head[r]) == r, "iter %d row %d: tile word", iter, r);
+      CHECK(r == covered, "iter %d: tile at row %d, rows covered %d", iter, r, covered);
+      CHECK(n >= 1 && n <= kDecodeTileRows && r + n <= int(order.size()), "iter %d row %d: %d rows", iter, r, n);
+      for (int q = r; q < r + n && q < int(order.size()); ++q) CHECK(el[order[q]] == e, "iter %d: tile mixes experts", iter);
+      CHECK(r + n == int(order.size()) || n == kDecodeTileRows || el[order[r + n]] != e, "iter %d row %d: short inner tile", iter, r);
+      covered = r + n;
+    }
+    CHECK(covered == int(order.size()), "iter %d: tiles cover %d of %zu rows", iter, covered, order.size());
+  }
+}
+
 int main() {
   check_tiles();
+  check_local_route();
   check_spread();
   check_workspace();
   check_token_maps();
