@@ -282,9 +282,10 @@ def test_wide_last_tiles(act_quant, inter):
     G.assert_bitwise_equal(G.bits(out), a, "wide last tiles: auto vs static")
 
 
-# The static schedule's decode kernel (kernel/moe_decode.cuh): up to 256 routed pairs, every CTA
-# routes on its own (rows by (expert, pair), tiles of <= 16 rows), FC1 quantizes x as it stages it,
-# FC2 items wait for their tile's FC1 m-blocks, one launch.
+# The static schedule's decode kernel (kernel/moe_decode.cuh, run with MOE12X_DECODE_KERNEL=1; without
+# it the phase-barrier static kernel runs these, and must pass them too): up to 256 routed pairs,
+# every CTA routes on its own (rows by (expert, pair), tiles of <= 16 rows), FC1 quantizes x as it
+# stages it, FC2 items wait for their tile's FC1 m-blocks, one launch.
 DECODE_ROUTINGS = ["uniform", "hot", "duplicates", "shard_invalid", "all_invalid"]
 
 

@@ -91,6 +91,18 @@ bool fc1_handoff_mode() {
   return on;
 }
 
+// MOE12X_DECODE_KERNEL: "1" = the static schedule's calls of <= kDecodeMaxPairs routed pairs run the
+// persistent decode kernel (kernel/moe_decode.cuh); unset or anything else = the phase-barrier
+// static kernel (kernel/moe_static.cuh) for every static call. Opt-in until the decode kernel has
+// run on a GPU (bench/NOTES.md session 14: built and host-checked, no device lent). Read once.
+bool decode_kernel_mode() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOE12X_DECODE_KERNEL");
+    return v && v[0] == '1' && !v[1];
+  }();
+  return on;
+}
+
 struct DeviceGuard {
   int prev = -1;
   int cc_major = 0;  // of the device entered
@@ -418,8 +430,9 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.smem = guard.smem;
   const bool static_schedule = schedule_for(config, T) == MOE12X_SCHEDULE_STATIC;  // config validated above
   // The static schedule's persistent decode kernel routes <= kDecodeMaxPairs pairs in every CTA
-  // (kernel/moe_decode.cuh); past that, the older phase-barrier kernel (kernel/moe_static.cuh).
-  const bool decode_kernel = static_schedule && T * config->top_k <= kDecodeMaxPairs;
+  // (kernel/moe_decode.cuh; opt-in: decode_kernel_mode); past that, and by default, the
+  // phase-barrier kernel (kernel/moe_static.cuh).
+  const bool decode_kernel = static_schedule && decode_kernel_mode() && T * config->top_k <= kDecodeMaxPairs;
   p.block_n = decode_kernel     ? kDecodeTileRows
               : static_schedule ? choose_block_n(T * config->top_k, config->num_local_experts)
                                 : choose_grouped_block_n(T * config->top_k, config->num_local_experts);

@@ -6,7 +6,7 @@
 //   items:   FC1 items (tile, m-block) first, then FC2 items; each CTA's first item is its
 //            blockIdx.x, later ones come from one atomic counter, so items run in claim order;
 //   FC1->FC2: an FC2 item issues its weight ring, then waits for its tile's FC1 m-blocks (a counter
-//            per tile, released by each FC1 item after its epilogue). Deadlock-free: an item waits
+//            per tile, released by each FC1 item after its epilogue, acquired by a fence). Deadlock-free: an item waits
 //            only for items of lower index, which are claimed, hence running, and never wait;
 //   combine: after the one grid barrier at the end (the slot-order sum, combine.cuh).
 // The counters live in the workspace and are zeroed by the kernel itself before the one grid
@@ -24,15 +24,22 @@
 
 namespace moe12x {
 
-// Spins at most ~2 s for a counter, then traps (a launch error, never a hang).
+// Waits for a counter: relaxed polls (an acquire load per poll would invalidate the SM's L1 under
+// the co-resident CTAs every ~100 ns), then one acquire fence. Traps after 20 s of %globaltimer
+// (a launch error, never a hang; time, not polls, so slow tools such as compute-sanitizer pass).
 __device__ __forceinline__ void wait_counter_at_least(const int* c, int target) {
+  unsigned long long t0 = 0;
   for (unsigned n = 0;; ++n) {
     int v;
-    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(c) : "memory");
-    if (v >= target) return;
-    if (n > (1u << 24)) __trap();
+    asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(c) : "memory");
+    if (v >= target) break;
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    if (n == 0) t0 = now;
+    else if (now - t0 > 20000000000ull) __trap();
     __nanosleep(100);
   }
+  asm volatile("fence.acq_rel.gpu;" ::: "memory");  // the counted items' stores are visible after this
 }
 
 template <class Mainloop>
@@ -68,6 +75,7 @@ __global__ void __launch_bounds__(kCtaThreads, Mainloop::kWarpTiles == 1 ? 5 : 4
   const int tid = threadIdx.x;
 
   // ---- route (every CTA) ----
+  if (p.tokens * p.top_k > kDecodeMaxPairs) __trap();  // c_api.cpp sends larger calls elsewhere
   build_local_route(p, smem.route, reinterpret_cast<int*>(smem.gemm.b));
   const int ntiles = smem.route.ntiles;
   const int m1 = Fc1::mblocks(p), m2 = Fc2::mblocks(p);
