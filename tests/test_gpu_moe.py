@@ -350,40 +350,16 @@ def test_decode_kernel_model_shapes(shape, tokens):
 @requires_gpu
 def test_decode_kernel_graph_replays_and_repeats():
     """The decode kernel zeroes its own counters: captured once, replayed with a new routing each
-    time (a hot expert in one), and called eagerly in between, every result bitwise the eager one."""
-    torch = G.torch
+    time (every slot on one expert in replay 2), and called eagerly in between, every result
+    bitwise the eager one."""
     p = problem(_key(dict(num_experts=32, top_k=8, hidden=1024, inter=512, tokens=6, name="decode-graph", seed=23)))
     layer = G.make_layer(p, "nvfp4", max_tokens=16, schedule="static")
-    st = G.device_inputs(p)
-    st_out = G.poisoned((p.tokens, p.hidden))
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            layer(st["x"], st["topk_ids"], st["topk_weights"], st_out, stream=side.cuda_stream)
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        layer(st["x"], st["topk_ids"], st["topk_weights"], st_out, stream=G.stream())
-    for it in range(5):
+
+    def inputs(it):
         q = _fresh_inputs(p, 200 + it)
-        if it == 2:
-            q = q.replace(topk_ids=np.full_like(q.topk_ids, 9))
-        d = G.device_inputs(q)
-        for name in ("x", "topk_ids", "topk_weights"):
-            st[name].copy_(d[name])
-        st_out.view(torch.int16).fill_(G.BF16_NAN_BITS)
-        g.replay()
-        G.sync()
-        replayed = G.bits(st_out)
-        eager = G.poisoned((p.tokens, p.hidden))
-        layer(d["x"], d["topk_ids"], d["topk_weights"], eager, stream=G.stream())
-        G.sync()
-        G.assert_bitwise_equal(replayed, G.bits(eager), f"decode graph replay {it} vs eager")
-        if it in (0, 2):
-            G.assert_matches_reference(G.bf16_bits_to_f32(replayed), q.reference("nvfp4"), "nvfp4",
-                                       f"decode graph replay {it}")
+        return q.replace(topk_ids=np.full_like(q.topk_ids, 9)) if it == 2 else q
+
+    _graph_replays_match_eager(p, layer, "nvfp4", inputs, 5, check_reference=(0, 2))
 
 
 # ============================================================================================
@@ -568,10 +544,17 @@ def _fresh_inputs(p: G.Problem, seed: int):
 def test_cuda_graph_capture_and_replay(tokens, max_tokens, act_quant):
     """torch.cuda.graph around layer(...); copy_ new inputs into the static tensors; replay;
     each replay bitwise equal to an eager call on the same inputs (and to the reference once)."""
-    torch = G.torch
     p = problem(_key(dict(num_experts=32, top_k=8, hidden=1024, inter=512, tokens=tokens,
                           name=f"graph{tokens}", seed=21)))
     layer = G.make_layer(p, act_quant, max_tokens=max_tokens)
+    _graph_replays_match_eager(p, layer, act_quant, lambda it: _fresh_inputs(p, 100 + it), 4, check_reference=(0,))
+
+
+def _graph_replays_match_eager(p, layer, act_quant, inputs, replays, check_reference):
+    """Captures layer(...) on static tensors once; for replay it, copies inputs(it) in, replays,
+    and compares bitwise with an eager call on the same inputs (and with the reference for the
+    replays in check_reference)."""
+    torch = G.torch
     st = G.device_inputs(p)
     st_out = G.poisoned((p.tokens, p.hidden))
     side = torch.cuda.Stream()
@@ -584,12 +567,11 @@ def test_cuda_graph_capture_and_replay(tokens, max_tokens, act_quant):
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
         layer(st["x"], st["topk_ids"], st["topk_weights"], st_out, stream=G.stream())
-    for it in range(4):
-        q = _fresh_inputs(p, 100 + it)
+    for it in range(replays):
+        q = inputs(it)
         d = G.device_inputs(q)
-        st["x"].copy_(d["x"])
-        st["topk_ids"].copy_(d["topk_ids"])
-        st["topk_weights"].copy_(d["topk_weights"])
+        for name in ("x", "topk_ids", "topk_weights"):
+            st[name].copy_(d[name])
         st_out.view(torch.int16).fill_(G.BF16_NAN_BITS)
         g.replay()
         G.sync()
@@ -598,9 +580,9 @@ def test_cuda_graph_capture_and_replay(tokens, max_tokens, act_quant):
         layer(d["x"], d["topk_ids"], d["topk_weights"], eager, stream=G.stream())
         G.sync()
         G.assert_bitwise_equal(replayed, G.bits(eager), f"graph replay {it} vs eager")
-        if it == 0:
+        if it in check_reference:
             G.assert_matches_reference(G.bf16_bits_to_f32(replayed), q.reference(act_quant),
-                                       act_quant, f"graph replay T={tokens}")
+                                       act_quant, f"graph replay {it} T={p.tokens}")
 
 
 @requires_gpu
