@@ -14,8 +14,6 @@
 #pragma once
 #include <cooperative_groups.h>
 
-#include <atomic>
-
 #include "combine/combine.cuh"
 #include "epilogue/fc1_swiglu_quant.cuh"
 #include "epilogue/fc2_weighted_store.cuh"
@@ -139,20 +137,9 @@ cudaError_t launch_moe_decode(const MoeParams& p, cudaStream_t stream) {
   using D = MoeDecode<Mainloop>;
   constexpr size_t kSmem = sizeof(typename D::SharedStorage);
   constexpr auto kKernel = moe_decode_kernel<Mainloop>;
-  static std::atomic<int> per_sm_cache[64] = {};
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
-  if ((e = opt_in_smem<kKernel>(kSmem)) != cudaSuccess) return e;
-  int per_sm = dev < 64 ? per_sm_cache[dev].load(std::memory_order_relaxed) : 0;
-  if (per_sm == 0) {
-    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kCtaThreads, kSmem)) != cudaSuccess) return e;
-    if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
-    if (dev < 64) per_sm_cache[dev].store(per_sm, std::memory_order_relaxed);
-  }
-  int sms = p.sm_count;
-  if (sms <= 0 && (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
-  const int64_t cap = int64_t(per_sm) * sms, items = D::max_items(p);
+  int64_t cap = 0;
+  if (const cudaError_t e = cooperative_grid_cap<kKernel>(kSmem, p.sm_count, &cap); e != cudaSuccess) return e;
+  const int64_t items = D::max_items(p);
   const unsigned grid = unsigned(items < cap ? (items > 0 ? items : 1) : cap);
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;

@@ -147,6 +147,29 @@ cudaError_t opt_in_smem(size_t bytes) {
   return e;
 }
 
+// The most CTAs of kKernel (kCtaThreads each, `bytes` of dynamic shared memory) resident at once
+// on the current device: the cooperative launches' grid (static and decode kernels). Opts the
+// kernel in and queries its occupancy once per device; sm_count: the caller's cached SM count
+// (MoeParams::sm_count), queried if unset.
+template <auto kKernel>
+cudaError_t cooperative_grid_cap(size_t bytes, int sm_count, int64_t* cap) {
+  static std::atomic<int> per_sm_cache[64] = {};
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  int per_sm = dev < 64 ? per_sm_cache[dev].load(std::memory_order_relaxed) : 0;
+  if (per_sm == 0) {
+    if ((e = opt_in_smem<kKernel>(bytes)) != cudaSuccess) return e;
+    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kCtaThreads, bytes)) != cudaSuccess) return e;
+    if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
+    if (dev < 64) per_sm_cache[dev].store(per_sm, std::memory_order_relaxed);
+  }
+  if (sm_count <= 0 && (e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+    return e;
+  *cap = int64_t(per_sm) * sm_count;
+  return cudaSuccess;
+}
+
 // Grid of the grouped launches (mma.sync and SM90 wgmma): x = m-block, y strides the tile list.
 inline dim3 grouped_grid(int mblocks, const MoeParams& p) {
   const int64_t ytiles = p.max_tiles < 65535 ? p.max_tiles : 65535;

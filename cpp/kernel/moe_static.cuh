@@ -79,23 +79,12 @@ __global__ void __launch_bounds__(kCtaThreads) moe_static_kernel(const MoeParams
 // Grid = co-resident CTAs on this device (occupancy x SMs), cached per device.
 template <class Mainloop>
 cudaError_t launch_moe_static(const MoeParams& p, cudaStream_t stream) {
-  static int cached_grid[64] = {0};
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
   constexpr size_t kSmem = sizeof(StaticSmem<Mainloop>);
-  if ((e = opt_in_smem<moe_static_kernel<Mainloop>>(kSmem)) != cudaSuccess) return e;
-  int& grid = cached_grid[dev & 63];
-  if (grid == 0) {
-    int sms = 0, per_sm = 0;
-    if ((e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
-    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, moe_static_kernel<Mainloop>, kCtaThreads, kSmem)) != cudaSuccess)
-      return e;
-    if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
-    grid = sms * per_sm;
-  }
+  int64_t grid = 0;
+  if (const cudaError_t e = cooperative_grid_cap<moe_static_kernel<Mainloop>>(kSmem, p.sm_count, &grid); e != cudaSuccess)
+    return e;
   void* args[] = {const_cast<MoeParams*>(&p)};
-  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(moe_static_kernel<Mainloop>), dim3(grid),
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(moe_static_kernel<Mainloop>), dim3(unsigned(grid)),
                                      dim3(kCtaThreads), args, kSmem, stream);
 }
 
