@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kCtaThreads, Mainloop::kWarpTiles == 1 ? 5 : 4
   bool synced = false;
   int claim = 0;  // thread 0: the counter's answer, used only at the item's end (its latency hides)
   __shared__ int s_next;
-  const typename Fc2::ItemIo io2{Fc2::workspace_io(p).act, smem.route.row_pair};  // the intermediate
+  const typename Fc2::ItemIo io2{typename Fc2::WorkspaceIo{}.activations(p), smem.route.row_pair};  // the intermediate
   for (int item = blockIdx.x; item < items;) {
     const bool fc2 = item >= n1;
     const int j = fc2 ? item - n1 : item, m = fc2 ? m2 : m1, t = j / m;

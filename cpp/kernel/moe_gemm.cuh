@@ -43,25 +43,33 @@ struct MoeGemm {
     return (rows(p) + Mainloop::kItemRows - 1) / Mainloop::kItemRows;
   }
 
-  // Where an item's B rows come from and where its epilogue finds each row's pair: the
-  // workspace's (grouped and static kernels), or a CTA's own tables (kernel/moe_decode.cuh).
+  // Where an item's B rows come from and where its epilogue finds each row's pair. Io policies
+  // are read at their point of use: the workspace's (grouped and static kernels) straight from
+  // the kernel parameters, so no pointer stays live in a register across the mainloop (a
+  // materialized copy spilled the 64-row FC1 kernel: 28 -> 124 spill bytes); or a CTA's own
+  // tables (ItemIo, kernel/moe_decode.cuh).
+  struct WorkspaceIo {
+    __device__ ActivationRows activations(const MoeParams& p) const {
+      return gemm_activations<kFc1>(p, kFc1 ? p.hidden : p.inter);
+    }
+    __device__ const int* pairs(const MoeParams& p) const { return p.row_pair; }
+  };
   struct ItemIo {
     ActivationRows act;
     const int* row_pair;
+    __device__ const ActivationRows& activations(const MoeParams&) const { return act; }
+    __device__ const int* pairs(const MoeParams&) const { return row_pair; }
   };
-  __device__ static ItemIo workspace_io(const MoeParams& p) {
-    return ItemIo{gemm_activations<kFc1>(p, kFc1 ? p.hidden : p.inter), p.row_pair};
-  }
 
   __device__ static void run_item(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
                                   int mblock) {
-    run_item(p, smem, tile, mblock, workspace_io(p), PdlWaitTrigger{});
+    run_item(p, smem, tile, mblock, WorkspaceIo{}, PdlWaitTrigger{});
   }
 
   // wait: the mainloop's hook before the first token stage (pdl.cuh), every thread.
-  template <class Wait>
+  template <class Io, class Wait>
   __device__ static void run_item(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
-                                  int mblock, const ItemIo& io, const Wait& wait) {
+                                  int mblock, const Io& io, const Wait& wait) {
     const int warp = threadIdx.x / 32;
     const int warp_row0 = Mainloop::warp_row0(mblock, warp);
     const int K = kFc1 ? p.hidden : p.inter;
@@ -70,36 +78,36 @@ struct MoeGemm {
     const uint8_t* codes = (kFc1 ? p.w13_codes : p.w2_codes) + tile.expert * codes_per_expert;
     const uint8_t* scales = (kFc1 ? p.w13_scales : p.w2_scales) + tile.expert * scales_per_expert;
 
-    const ActivationRows& act = io.act;
+    const ActivationRows act = io.activations(p);
 
     // Runtime-width mainloops get the narrowest n8 multiple that holds the tile: decode tiles
     // stay cheap while one tile per expert still covers up to 64 routed rows.
     if constexpr (Mainloop::kRuntimeNB) {
       const int nb = (tile.nrows + 7) / 8;
       if (nb <= 1) {
-        run_nb<1>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io.row_pair, wait);
+        run_nb<1>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io, wait);
       } else if (Mainloop::kMaxNB <= 2 || nb <= 2) {  // tiles never exceed 8 * kMaxNB rows
-        run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io.row_pair, wait);
+        run_nb<2>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io, wait);
       } else if constexpr (Mainloop::kMaxNB >= 4) {
-        if (Mainloop::kMaxNB <= 4 || nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io.row_pair, wait);
-        else if constexpr (Mainloop::kMaxNB >= 8) run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io.row_pair, wait);
+        if (Mainloop::kMaxNB <= 4 || nb <= 4) run_nb<4>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io, wait);
+        else if constexpr (Mainloop::kMaxNB >= 8) run_nb<8>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io, wait);
       }
     } else {
-      run_nb<Mainloop::kNB>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io.row_pair, wait);
+      run_nb<Mainloop::kNB>(p, smem, tile, codes, scales, K, warp_row0, mtiles, act, io, wait);
     }
   }
 
-  template <int NB, class Wait>
+  template <int NB, class Io, class Wait>
   __device__ static void run_nb(const MoeParams& p, SharedStorage& smem, const ExpertTile& tile,
                                 const uint8_t* codes, const uint8_t* scales, int K, int warp_row0,
-                                int mtiles, const ActivationRows& act, const int* row_pair, const Wait& wait) {
+                                int mtiles, const ActivationRows& act, const Io& io, const Wait& wait) {
     float acc[2][NB][4];
     if constexpr (Mainloop::kRuntimeNB)
       Mainloop::template run<NB>(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc, wait);
     else  // the static kernel's warp-item mainloop: no activation hook (one launch, grid barriers)
       Mainloop::run(codes, scales, K, warp_row0, mtiles, act, tile.row0, tile.nrows, smem, acc);
     if (mtiles > 0 && Mainloop::epilogue_warp(threadIdx.x / 32))
-      Epilogue::template apply<NB, Mainloop::kWarpTiles>(p, tile, warp_row0, acc, row_pair);
+      Epilogue::template apply<NB, Mainloop::kWarpTiles>(p, tile, warp_row0, acc, io.pairs(p));
   }
 };
 
