@@ -3,8 +3,8 @@
 
     python scripts/sass_diff.py OLD.so NEW.so [--filter grouped]
 
-Per kernel: instruction count, local-memory ops (LDL/STL: spills or stack arrays), HMMA count and
-the innermost HMMA loops' sizes (the hot loops), old -> new. Kernels are matched by name after
+Per kernel: instruction count, local-memory ops (LDL/STL: spills or stack arrays), HMMA + HGMMA
+count and the innermost MMA loops' sizes (the hot loops), old -> new. Kernels are matched by name after
 dropping trailing `false` template arguments (a new defaulted bool parameter renames a kernel).
 Needs cuobjdump: CUDA's, or `pip install --target DIR nvidia-cuda-cuobjdump` and DIR/nvidia/cu13/bin
 on PATH (the 13.2 wheel reads nvcc 13.0's cubins).
@@ -49,12 +49,12 @@ def hot_loops(body):
             if m and int(m.group(1), 16) < a and int(m.group(1), 16) in index:
                 loops.append((index[int(m.group(1), 16)], i))
     inner = [(s, e) for s, e in loops if not any(s < s2 and e2 <= e for s2, e2 in loops if (s2, e2) != (s, e))]
-    return sorted(e - s + 1 for s, e in inner if any(t.startswith("HMMA") for _, t in body[s:e + 1]))
+    return sorted(e - s + 1 for s, e in inner if any(t.startswith(("HMMA", "HGMMA")) for _, t in body[s:e + 1]))
 
 
 def summary(body):
     ops = collections.Counter(t.split()[0].split(".")[0] for _, t in body)
-    return dict(n=len(body), local=ops["LDL"] + ops["STL"], hmma=ops["HMMA"], loops=hot_loops(body)[-4:])
+    return dict(n=len(body), local=ops["LDL"] + ops["STL"], mma=ops["HMMA"] + ops["HGMMA"], loops=hot_loops(body)[-4:])
 
 
 def main():

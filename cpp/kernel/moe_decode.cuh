@@ -52,6 +52,9 @@ struct MoeDecode {
   };
   static_assert(2 * kDecodeMaxPairs * sizeof(int) <= sizeof(Mainloop::SharedStorage::b),
                 "the routing scratch fits the token stage");
+  // SM120 / SM121 (this kernel is their decode path too): 99 KiB of shared memory per block, and
+  // the cooperative grid needs >= 1 CTA per SM; 2 KiB of headroom for the mainloop's static arrays.
+  static_assert(sizeof(SharedStorage) + 2048 <= 99 * 1024, "decode CTA fits SM120's 99 KiB per block");
 
   // Upper bound of a call's items (tiles <= pairs): the grid never exceeds it.
   __host__ __device__ static int64_t max_items(const MoeParams& p) {
