@@ -61,7 +61,7 @@ def get_library():
 
 _EXPORTS = ("MoeError", "MoeValueError", "DeviceArray", "DeviceBuffer", "PreparedWeights", "MoELayer",
             "fused_moe", "quantize_nvfp4", "scale_bytes", "library_version", "header_version",
-            "device_count", "select_schedule", "clear_workspace_cache")
+            "device_count", "select_schedule", "workspace_size", "clear_workspace_cache")
 
 __all__ = ["__version__", "get_include", "get_library", "prepare_weights", "reference", *_EXPORTS]
 

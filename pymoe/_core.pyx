@@ -579,18 +579,38 @@ def scale_bytes(int64_t rows, int64_t k, layout="row_major"):
     return b
 
 
-def select_schedule(int num_experts, int num_local_experts, int top_k, int hidden_size,
-                    int intermediate_size, int64_t num_tokens, schedule="auto"):
-    """The schedule ("static" / "dynamic") the library runs for this shape and T."""
+cdef moe12x_config_t _shape_config(int num_experts, int num_local_experts, int top_k, int hidden_size,
+                                   int intermediate_size, int64_t num_tokens, act_quant, schedule) except *:
+    """A config of the shape fields alone (the size and schedule queries need no weights)."""
     cdef moe12x_config_t cfg
     moe12x_config_init(&cfg)
     cfg.num_experts, cfg.num_local_experts = num_experts, num_local_experts
     cfg.hidden_size, cfg.intermediate_size, cfg.top_k = hidden_size, intermediate_size, top_k
     cfg.max_tokens = num_tokens
+    cfg.act_quant = option(_ACT, act_quant, "act_quant")
     cfg.schedule = option(_SCHED, schedule, "schedule")
+    return cfg
+
+
+def select_schedule(int num_experts, int num_local_experts, int top_k, int hidden_size,
+                    int intermediate_size, int64_t num_tokens, schedule="auto"):
+    """The schedule ("static" / "dynamic") the library runs for this shape and T."""
+    cdef moe12x_config_t cfg = _shape_config(num_experts, num_local_experts, top_k, hidden_size,
+                                             intermediate_size, num_tokens, "nvfp4", schedule)
     cdef int32_t s = 0
     check(moe12x_select_schedule(&cfg, num_tokens, &s), "select_schedule")
     return _SCHED_NAMES[s]
+
+
+def workspace_size(int num_experts, int num_local_experts, int top_k, int hidden_size,
+                   int intermediate_size, int64_t num_tokens, act_quant="nvfp4", schedule="auto"):
+    """Bytes of the smallest workspace for calls of up to num_tokens tokens (moe12x_workspace_size:
+    what MoELayer(max_tokens=num_tokens) allocates; no device is needed)."""
+    cdef moe12x_config_t cfg = _shape_config(num_experts, num_local_experts, top_k, hidden_size,
+                                             intermediate_size, num_tokens, act_quant, schedule)
+    cdef size_t nbytes = 0
+    check(moe12x_workspace_size(&cfg, num_tokens, &nbytes), "workspace_size")
+    return nbytes
 
 
 # ---- device memory ------------------------------------------------------------------------------------

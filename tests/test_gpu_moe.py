@@ -362,6 +362,72 @@ def test_decode_kernel_graph_replays_and_repeats():
     _graph_replays_match_eager(p, layer, "nvfp4", inputs, 5, check_reference=(0, 2))
 
 
+# FC2 + combine in output-column chunks (params.hpp: fc2_y_bytes, plan_fc2_chunks; c_api.cpp).
+# With MOE12X_FC2_CHUNKS=1 a workspace sized for T (past 1024 pairs) holds about half of FC2's
+# per-slot fp32 outputs, so the dynamic schedule runs FC2 and the combine per chunk;
+# MOE12X_FC2_CHUNK_COLS=1 makes every FC2 m-block its own chunk. Both are read once per process:
+# tests/gpu_fc2_chunks_child.py runs the cases under them.
+FC2_CHUNK_CASES = {
+    # 128 rows per expert: wgmma 128-token tiles (256-row items); H = 2880 -> 1536 + 1344
+    "H2880_items256": dict(num_experts=32, top_k=4, hidden=2880, inter=256, tokens=1024),
+    # 32 rows per expert: wgmma 64-token tiles (384-row items); H = 2048 -> 1152 + 896
+    "H2048_items384": dict(num_experts=128, top_k=8, hidden=2048, inter=128, tokens=512),
+    # 8 rows per expert: the mma.sync kernels (128-row items), 1024 + 1024
+    "H2048_mma_sync": dict(num_experts=256, top_k=4, hidden=2048, inter=128, tokens=512),
+}
+
+
+def fc2_chunk_key(case: str) -> tuple:
+    return _key(dict(FC2_CHUNK_CASES[case], name=f"fc2-chunks-{case}", seed=41))
+
+
+def run_fc2_chunk_case(case: str, act_quant: str):
+    """(output bits, workspace bytes, P * H * 4) of a dynamic-schedule layer sized for T."""
+    p = problem(fc2_chunk_key(case))
+    d = G.device_inputs(p)
+    layer = G.make_layer(p, act_quant, max_tokens=p.tokens, schedule="dynamic", inputs=d)
+    out = G.poisoned((p.tokens, p.hidden))
+    layer(d["x"], d["topk_ids"], d["topk_weights"], out, stream=G.stream())
+    G.sync()
+    ws = layer.workspace_bytes
+    layer.close()
+    return G.bits(out), ws, p.tokens * p.top_k * p.hidden * 4
+
+
+@functools.lru_cache(maxsize=None)
+def _fc2_chunk_child(env_items: tuple) -> dict:
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "out.npz")
+        env = dict(os.environ, **dict(env_items))
+        child = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_fc2_chunks_child.py")
+        r = subprocess.run([sys.executable, child, path], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"child under {env_items} failed:\n{r.stdout}\n{r.stderr}"
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+
+@requires_gpu
+@pytest.mark.parametrize("env", ["MOE12X_FC2_CHUNKS=1", "MOE12X_FC2_CHUNK_COLS=1"])
+@pytest.mark.parametrize("act_quant", ACT)
+@pytest.mark.parametrize("case", list(FC2_CHUNK_CASES))
+def test_fc2_column_chunks_bitwise_equal(case, act_quant, env):
+    """Column chunks change no arithmetic: FC2 + combine in two or three chunks (a workspace sized
+    for T under MOE12X_FC2_CHUNKS=1, smaller than all columns' fp32 outputs) or one chunk per FC2
+    m-block (MOE12X_FC2_CHUNK_COLS=1) give bitwise the one-pass output, every element written,
+    for each FC2 kernel family (chunk starts on its item rows, a short last chunk)."""
+    name, value = env.split("=")
+    got = _fc2_chunk_child(((name, value),))
+    bits, ws, y_all = got[f"{case}:{act_quant}:bits"], int(got[f"{case}:{act_quant}:ws"]), int(got[f"{case}:{act_quant}:y"])
+    if name == "MOE12X_FC2_CHUNKS":  # the whole workspace is smaller than all columns' y: chunks
+        assert ws < y_all, (ws, y_all)
+    assert not np.any(bits == G.BF16_NAN_BITS), "chunked call left poisoned elements"
+    one_pass, ws1, _ = run_fc2_chunk_case(case, act_quant)
+    assert ws1 >= y_all or os.environ.get("MOE12X_FC2_CHUNKS") == "1", (ws1, y_all)
+    G.assert_bitwise_equal(bits, one_pass, f"{case} {act_quant} under {env}: chunked vs one pass")
+
+
 # ============================================================================================
 # Invalid ids and expert parallelism
 # ============================================================================================

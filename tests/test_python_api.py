@@ -230,6 +230,51 @@ def test_include_and_library_paths():
     assert os.path.exists(pymoe.get_library())
 
 
+COMPASS = {"qwen3-30b-a3b": (128, 8, 2048, 768), "qwen3-235b-a22b": (128, 8, 4096, 1536),
+           "gpt-oss-120b": (128, 4, 2880, 2880), "deepseek-v3": (256, 8, 7168, 2048)}
+_WS_SIZES = """
+import json, sys, pymoe
+S = json.loads(sys.argv[1])
+print(json.dumps({n: [pymoe.workspace_size(E, E, k, H, I, T) for T in S["T"]] for n, (E, k, H, I) in S["shapes"].items()}))
+"""
+
+
+def _workspace_sizes(env: dict, ts) -> dict:
+    """pymoe.workspace_size over the compass shapes in a child process (the modes are read once)."""
+    import json
+    arg = json.dumps({"T": list(ts), "shapes": COMPASS})
+    r = subprocess.run([sys.executable, "-c", _WS_SIZES, arg], env=dict(os.environ, **env), capture_output=True,
+                       text=True, timeout=120, cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_workspace_size_grows_with_tokens_and_meets_the_prefill_bound():
+    """Sizes never shrink as T grows (a workspace sized for max_tokens serves smaller calls), in
+    both modes. With MOE12X_FC2_CHUNKS=1, from T = 512 (where the compass shapes run the wgmma
+    kernels on bf16 activations) the workspace is <= 1.2 x (packed activations + intermediate),
+    2 P (H + I) bytes, and smaller than without chunks; at decode sizes the modes agree."""
+    ts = (1, 8, 64, 128, 256, 512, 1024, 2048, 4096, 16384)
+    full = _workspace_sizes({"MOE12X_FC2_CHUNKS": "0"}, ts)
+    chunks = _workspace_sizes({"MOE12X_FC2_CHUNKS": "1"}, ts)
+    for name, (E, k, H, I) in COMPASS.items():
+        for sizes in (full[name], chunks[name]):
+            assert all(b >= a for a, b in zip(sizes, sizes[1:])), (name, sizes)
+        for T, a, b in zip(ts, full[name], chunks[name]):
+            P = T * k
+            assert a >= 4 * P * H  # one pass: y holds every column
+            if P <= 1024:
+                assert a == b, (name, T)
+            if T >= 512:
+                packed = 2 * P * H + 2 * P * I
+                assert b <= 1.2 * packed and b < a, (name, T, b / packed)
+    assert pymoe.workspace_size(8, 8, 2, 256, 128, 0) > 0  # tables only
+    with pytest.raises(pymoe.MoeError, match="hidden_size"):
+        pymoe.workspace_size(8, 8, 2, 100, 128, 16)
+    with pytest.raises(ValueError, match="act_quant"):
+        pymoe.workspace_size(8, 8, 2, 256, 128, 16, act_quant="int4")
+
+
 def test_workspace_cache_starts_empty_and_clears():
     pymoe.clear_workspace_cache()
     assert _core._workspace_cache_info() == {}

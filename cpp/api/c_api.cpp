@@ -1,5 +1,6 @@
 // The C ABI: argument validation (every failure names the argument), device checks, and the
 // launch sequence route -> pack -> FC1 -> FC2 -> combine. No allocation, no host sync in run.
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <cstdlib>
@@ -98,6 +99,32 @@ bool fc1_handoff_mode() {
 bool decode_kernel_mode() {
   static const bool on = [] {
     const char* v = std::getenv("MOE12X_DECODE_KERNEL");
+    return v && v[0] == '1' && !v[1];
+  }();
+  return on;
+}
+
+// MOE12X_FC2_CHUNK_COLS: a positive number = the dynamic schedule's FC2 + combine in column chunks
+// of at most that many (rounded up to the FC2 kernel's item rows) whatever the workspace allows
+// (tests, A/B runs); unset or anything else = as few chunks as the workspace allows
+// (plan_fc2_chunks). Read once.
+int fc2_chunk_cols_mode() {
+  static const int cols = [] {
+    const char* v = std::getenv("MOE12X_FC2_CHUNK_COLS");
+    const long n = v ? std::strtol(v, nullptr, 10) : 0;
+    return n > 0 && n < (1 << 20) ? int(n) : 0;
+  }();
+  return cols;
+}
+
+// MOE12X_FC2_CHUNKS: "1" = moe12x_workspace_size leaves the dynamic schedule's FC2 outputs room
+// for about half their columns from kFc2ChunkPairs pairs (params.hpp: fc2_y_bytes; FC2 and the
+// combine then run in two column chunks); unset or anything else = room for all of them (one
+// pass). Opt-in until chunked calls have run on a GPU (bench/NOTES.md session 15). A call plans
+// its chunks from the workspace it is given either way. Read once.
+bool fc2_chunks_mode() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOE12X_FC2_CHUNKS");
     return v && v[0] == '1' && !v[1];
   }();
   return on;
@@ -223,8 +250,10 @@ bool may_use_sm90_wgmma(const moe12x_config_t* c, int64_t tokens) {
 
 WorkspaceLayout ws_layout(const moe12x_config_t* c, int64_t tokens) {
   const bool fp4 = c->act_quant == MOE12X_ACT_QUANT_NVFP4;
-  const bool decoded = fp4 && schedule_for(c, tokens) != MOE12X_SCHEDULE_STATIC && may_use_sm90_wgmma(c, tokens);
-  return workspace_layout(tokens, c->top_k, c->num_local_experts, c->hidden_size, c->intermediate_size, fp4, decoded);
+  const bool static_schedule = schedule_for(c, tokens) == MOE12X_SCHEDULE_STATIC;
+  const bool decoded = fp4 && !static_schedule && may_use_sm90_wgmma(c, tokens);
+  return workspace_layout(tokens, c->top_k, c->num_local_experts, c->hidden_size, c->intermediate_size, fp4, decoded,
+                          static_schedule || !fc2_chunks_mode());
 }
 
 moe12x_status_t check_scale_count(const char* name, int32_t count, const moe12x_config_t* c) {
@@ -490,6 +519,8 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   p.act = ws + W.act;
   p.act_sf = fp4 && !p.sm90_wgmma ? ws + W.act_sf : nullptr;
   p.y = reinterpret_cast<float*>(ws + W.y);
+  p.y_cols = p.y_ncols = p.hidden;  // the static schedule's y holds every column
+  p.y_col0 = 0;
 
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   if (decode_kernel) {  // one kernel for both GEMMs: FC1's choice of tiles per warp
@@ -504,8 +535,21 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
   MOE12X_CUDA_TRY(launch_route(p, s), "route launch");
   if (fp4) MOE12X_CUDA_TRY(launch_pack_fp4(p, s), "pack launch");
   MOE12X_CUDA_TRY(launch_fc1(p, s), "FC1 launch");
-  MOE12X_CUDA_TRY(launch_fc2(p, s), "FC2 launch");
-  MOE12X_CUDA_TRY(launch_combine(p, s), "combine launch");
+  // FC2 and the combine per chunk of output columns, as wide as the workspace's y region allows
+  // (params.hpp: plan_fc2_chunks). Each FC2 launch waits (PDL) for the combine before it, which
+  // has read the chunk it overwrites.
+  const Fc2Chunks chunks = plan_fc2_chunks(W.pairs, p.hidden, workspace_bytes - W.y, fc2_item_rows(p),
+                                           fc2_chunk_cols_mode());
+  if (chunks.count < 1)  // not reached: W.bytes holds the smallest chunk of every FC2 kernel
+    return fail(MOE12X_ERROR_INSUFFICIENT_BUFFER, "workspace_bytes = %zu: too small for FC2's output chunks",
+                workspace_bytes);
+  p.y_cols = chunks.cols;
+  for (int c = 0; c < chunks.count; ++c) {
+    p.y_col0 = c * chunks.cols;
+    p.y_ncols = std::min(chunks.cols, p.hidden - p.y_col0);
+    MOE12X_CUDA_TRY(launch_fc2(p, s), "FC2 launch");
+    MOE12X_CUDA_TRY(launch_combine(p, s), "combine launch");
+  }
   return MOE12X_SUCCESS;
 }
 

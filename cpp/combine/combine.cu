@@ -11,7 +11,7 @@ __global__ void __launch_bounds__(256) combine_kernel(MoeParams p) {
 }
 
 cudaError_t launch_combine(const MoeParams& p, cudaStream_t stream) {
-  const int64_t total = p.tokens * (p.hidden / 8);
+  const int64_t total = p.tokens * (p.y_ncols / 8);
   const int64_t blocks = (total + 255) / 256;
   return launch_kernel(combine_kernel, dim3(unsigned(blocks < 8192 ? blocks : 8192)), dim3(256), 0, stream,
                        p.pdl, p);

@@ -57,9 +57,9 @@ inline PreparedLayout prepared_layout(int e_local, int hidden, int inter) {
   return p;
 }
 
-// Workspace: routing tables, packed activations, the intermediate, and per-slot FC2 outputs.
-// The packed FC1 input is dead before FC2 writes y (stream order, PDL waits, the static kernel's
-// grid barrier), so it lives inside y (P (H/2 + H/16) bytes, 4 P H but for tiny P H).
+// Workspace: routing tables, packed activations, the intermediate, and per-slot FC2 outputs (in
+// column chunks: fc2_min_chunk_cols). The packed FC1 input is dead before FC2 writes y (stream
+// order, PDL waits, the static kernel's grid barrier), so it lives inside y.
 struct WorkspaceLayout {
   size_t counts, tile_count, tiles, row_pair, pair_row, decode_sync, xq, xq_sf, act, act_sf, y;
   size_t bytes;
@@ -84,10 +84,53 @@ inline int64_t max_tiles_for(int64_t pairs, int e_local, int block_n) {
   return by_rows < by_pairs ? by_rows : by_pairs;
 }
 
+// FC2's per-slot outputs y in column chunks. The dynamic schedule runs FC2 and the combine once
+// per chunk of output columns (the same items, each once: no extra weight traffic, bit-identical
+// sums), so y holds P x cols fp32 instead of P x H; it aliases the packed FC1 input, dead by then.
+// A workspace's y region holds all H columns with full_y (the static schedule: one launch; and
+// until column chunks have run on a GPU, every call but with MOE12X_FC2_CHUNKS=1: c_api.cpp) and
+// up to kFc2ChunkPairs pairs; past that cols = round_up(H / 2, kFc2ChunkAlign), about the decoded
+// FC1 input's 2 P H bytes (two chunks), but never less than the full y of kFc2ChunkPairs pairs,
+// so workspace sizes grow with T (a workspace sized for T serves every smaller call).
+constexpr int64_t kFc2ChunkPairs = 1024;
+constexpr int kFc2ChunkAlign = 384;  // a multiple of every FC2 kernel's item rows (64, 128, 256, 384)
+inline int fc2_min_chunk_cols(int64_t pairs, int hidden, bool full_y) {
+  if (full_y || pairs <= kFc2ChunkPairs) return hidden;
+  const int half = int(align_up(size_t(hidden + 1) / 2, kFc2ChunkAlign));
+  return half < hidden ? half : hidden;
+}
+inline size_t fc2_y_bytes(int64_t pairs, int hidden, bool full_y) {
+  const size_t chunked = size_t(pairs) * fc2_min_chunk_cols(pairs, hidden, full_y) * sizeof(float);
+  const size_t floor = pairs > kFc2ChunkPairs ? size_t(kFc2ChunkPairs) * hidden * sizeof(float) : 0;
+  return chunked > floor ? chunked : floor;
+}
+
+// The chunks of one call: y's row stride `cols` (floats) and how many; chunk c covers columns
+// [c cols, min((c + 1) cols, H)). avail: bytes the caller's workspace leaves for y; item_rows: the
+// FC2 kernel's rows per item (chunk starts must be multiples); forced: MOE12X_FC2_CHUNK_COLS (0:
+// as few chunks as avail allows, balanced).
+struct Fc2Chunks {
+  int cols, count;
+};
+inline Fc2Chunks plan_fc2_chunks(int64_t pairs, int hidden, size_t avail, int item_rows, int forced) {
+  if (pairs <= 0) return Fc2Chunks{hidden, 1};
+  const size_t per_pair = avail / (size_t(pairs) * sizeof(float));  // columns that fit
+  int cap = per_pair >= size_t(hidden) ? hidden : int(per_pair / item_rows) * item_rows;
+  if (forced > 0) {
+    const int f = int(align_up(size_t(forced), item_rows));
+    if (f < cap) cap = f;
+  }
+  if (cap >= hidden) return Fc2Chunks{hidden, 1};
+  if (cap < item_rows) return Fc2Chunks{0, 0};  // the workspace is too small (checked by the caller)
+  const int n = (hidden + cap - 1) / cap;
+  const int cols = int(align_up(size_t(hidden + n - 1) / n, item_rows));  // <= cap: cap is a multiple
+  return Fc2Chunks{cols, (hidden + cols - 1) / cols};
+}
+
 // decoded: the FP4 activations may be stored decoded (bf16) for the SM90 wgmma kernel; the packed
-// FC1 input (2 P H bytes then) still fits inside y.
+// FC1 input (2 P H bytes then) still fits inside y. full_y: y holds all columns.
 inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, int hidden,
-                                        int inter, bool act_fp4, bool decoded) {
+                                        int inter, bool act_fp4, bool decoded, bool full_y) {
   WorkspaceLayout w{};
   w.pairs = tokens * top_k;
   w.max_tiles = max_tiles_for(w.pairs, e_local, 8);  // smallest tile: upper bound for all
@@ -109,9 +152,9 @@ inline WorkspaceLayout workspace_layout(int64_t tokens, int top_k, int e_local, 
     w.act_sf = act_fp4 ? w.act + codes : 0;
   }
   const size_t xq_codes = align_up(P * hidden / 2, 256) + P * hidden / 16;
-  const size_t xq_bytes = decoded && P * hidden * 2 > xq_codes ? P * hidden * 2 : xq_codes;
-  const size_t y_bytes = P * hidden * sizeof(float);
-  take(w.y, act_fp4 && xq_bytes > y_bytes ? xq_bytes : y_bytes);
+  const size_t xq_bytes = !act_fp4 ? 0 : decoded && P * hidden * 2 > xq_codes ? P * hidden * 2 : xq_codes;
+  const size_t y_bytes = fc2_y_bytes(w.pairs, hidden, full_y);
+  take(w.y, xq_bytes > y_bytes ? xq_bytes : y_bytes);  // y is last: a larger workspace widens its chunks
   if (act_fp4) {  // inside y
     w.xq = w.y;
     w.xq_sf = w.y + align_up(P * hidden / 2, 256);  // unused when decoded
@@ -175,7 +218,10 @@ struct MoeParams {
                     // m-blocks done per tile (zeroed by the kernel itself)
   uint8_t* xq; uint8_t* xq_sf;   // packed FC1 input (fp4 mode; sm90_wgmma: decoded bf16, no xq_sf)
   uint8_t* act; uint8_t* act_sf; // packed FC2 input: fp4 codes + scales, or bf16 (sm90_wgmma: decoded)
-  float* y;                      // [T * k, H] fp32, already multiplied by the routing weight
+  float* y;                      // [T * k, y_cols] fp32, already multiplied by the routing weight:
+  int y_cols, y_col0, y_ncols;   // FC2 output columns [y_col0, y_col0 + y_ncols) of this FC2 launch
+                                 // and combine, y's row stride y_cols (all H, 0, H but in the
+                                 // dynamic schedule's column chunks: plan_fc2_chunks)
   // device
   int sm_count;  // of the device the call runs on (c_api.cpp caches it): the work-queue grid's size
   DeviceSmem smem;  // its shared-memory limits (cached likewise): spread_smem

@@ -1,5 +1,6 @@
-// FC2 epilogue: y[pair, h] = routing weight * (acc * global scales), fp32, one slot per row.
-// The combine kernel later sums slots in increasing order: no atomics, deterministic.
+// FC2 epilogue: y[pair, h - y_col0] = routing weight * (acc * global scales), fp32, one slot per
+// row (y holds the launch's column chunk, rows of y_cols). The combine kernel later sums slots in
+// increasing order: no atomics, deterministic.
 #pragma once
 #include "common/cuda_utils.cuh"
 #include "common/nvfp4.cuh"
@@ -30,13 +31,13 @@ struct Fc2WeightedStoreEpilogue {
         if (col >= tile.nrows) continue;
         const int pair = row_pair[tile.row0 + col];
         const float w = load_weight(p.topk_w, p.w_bf16, pair);
-        float* yrow = p.y + int64_t(pair) * p.hidden;
+        float* yrow = p.y + int64_t(pair) * p.y_cols;
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
           const int h = warp_row0 + mt * 16 + g;
           if (h >= p.hidden) continue;
-          yrow[h] = w * (acc[mt][nb][c] * beta);
-          yrow[h + 8] = w * (acc[mt][nb][2 + c] * beta);
+          yrow[h - p.y_col0] = w * (acc[mt][nb][c] * beta);
+          yrow[h + 8 - p.y_col0] = w * (acc[mt][nb][2 + c] * beta);
         }
       }
     }
@@ -93,7 +94,7 @@ struct Fc2WeightedStoreEpilogue {
         const float w = __shfl_sync(0xffffffffu, i < 8 ? wr[0] : wr[1], tk & 31);
         if (pair < 0 || h0 >= p.hidden) continue;
         const float4 v = reinterpret_cast<const float4*>(scratch + tk * kScratchStride)[chunk];
-        *reinterpret_cast<float4*>(p.y + int64_t(pair) * p.hidden + h0) = make_float4(w * v.x, w * v.y, w * v.z, w * v.w);
+        *reinterpret_cast<float4*>(p.y + int64_t(pair) * p.y_cols + (h0 - p.y_col0)) = make_float4(w * v.x, w * v.y, w * v.z, w * v.w);
       }
     }
   }

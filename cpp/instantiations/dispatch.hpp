@@ -84,6 +84,14 @@ inline int sm90_wgmma_block_n(int64_t pairs, int e_local) {
   return mean_rows_per_active_expert(pairs, e_local) >= 64 ? 128 : 64;
 }
 
+// Rows per item of the FC2 kernel launch_fc2 (gemm_dispatch.cu) takes for p: its output-column
+// chunks start at multiples (plan_fc2_chunks). The launchers check it (launch_moe_gemm_grouped,
+// launch_moe_gemm_sm90_ws).
+inline int fc2_item_rows(const MoeParams& p) {
+  if (p.sm90_wgmma) return p.block_n <= 64 ? 384 : 256;  // 3 or 2 consumer warpgroups, 128 rows each
+  return p.block_n <= 16 && p.fc2_warp_tiles == 1 ? 64 : 128;  // 4 warps x 1 or 2 m16 tiles
+}
+
 // Static schedule: the smallest width that covers the mean routed rows per active expert, capped
 // at 64 (its decode mainloop is per warp and narrow).
 inline int choose_block_n(int64_t pairs, int e_local) {

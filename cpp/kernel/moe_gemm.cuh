@@ -42,6 +42,12 @@ struct MoeGemm {
   __host__ __device__ static int mblocks(const MoeParams& p) {
     return (rows(p) + Mainloop::kItemRows - 1) / Mainloop::kItemRows;
   }
+  // A launch's m-blocks: all of FC1's; FC2's of its output-column chunk (p.y_col0 is a multiple
+  // of kItemRows: plan_fc2_chunks).
+  __host__ __device__ static int mblock0(const MoeParams& p) { return kFc1 ? 0 : p.y_col0 / Mainloop::kItemRows; }
+  __host__ __device__ static int launch_mblocks(const MoeParams& p) {
+    return kFc1 ? mblocks(p) : (p.y_ncols + Mainloop::kItemRows - 1) / Mainloop::kItemRows;
+  }
 
   // Where an item's B rows come from and where its epilogue finds each row's pair. Io policies
   // are read at their point of use: the workspace's (grouped and static kernels) straight from
@@ -126,7 +132,7 @@ __device__ __forceinline__ void decode_trace_begin(const MoeParams& p, bool fc1,
 }
 #endif
 
-// Grouped launch: blockIdx.x = m-block, blockIdx.y strides the routed tile list. Shared
+// Grouped launch: blockIdx.x = m-block (from mblock0), blockIdx.y strides the routed tile list. Shared
 // storage is dynamic (the weight ring exceeds the 48 KiB static limit).
 template <class Gemm_>
 __global__ void __launch_bounds__(kCtaThreads, Gemm_::MainloopType::kCtasPerSm) moe_gemm_grouped_kernel(const MoeParams p) {
@@ -134,7 +140,7 @@ __global__ void __launch_bounds__(kCtaThreads, Gemm_::MainloopType::kCtasPerSm) 
   auto& smem = *reinterpret_cast<typename Gemm_::SharedStorage*>(smem_raw);
   for (GridTileScheduler s(p); s.valid(); s.advance()) {
     MOE12X_WS_PROBE(if (threadIdx.x == 0) decode_trace_begin(p, Gemm_::kFc1, s.idx, s.tile()));
-    Gemm_::run_item(p, smem, s.tile(), blockIdx.x);
+    Gemm_::run_item(p, smem, s.tile(), Gemm_::mblock0(p) + int(blockIdx.x));
     MOE12X_WS_PROBE(if (threadIdx.x == 0) if (auto* r = decode_trace_slot()) r->epi_end[0] = ws_trace_now());
   }
   pdl_wait();  // a CTA without items still completes only after the predecessor (pdl.cuh)
@@ -188,10 +194,18 @@ inline dim3 grouped_grid(int mblocks, const MoeParams& p) {
 // kernel has; the route kernel (FC1's predecessor without FP4 activations) has not.
 inline bool grouped_pdl(const MoeParams& p, bool fc1) { return p.pdl && (!fc1 || p.act_fp4); }
 
+// An FC2 launch's column chunk starts at one of its m-blocks and ends at one or at H.
+template <class Gemm_>
+bool chunk_on_mblocks(const MoeParams& p, int item_rows) {
+  return Gemm_::kFc1 || (p.y_col0 % item_rows == 0 && p.y_ncols > 0 && p.y_col0 + p.y_ncols <= p.hidden &&
+                         (p.y_ncols % item_rows == 0 || p.y_col0 + p.y_ncols == p.hidden));
+}
+
 template <class Gemm_>
 cudaError_t launch_moe_gemm_grouped(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename Gemm_::SharedStorage);
-  const dim3 grid = grouped_grid(Gemm_::mblocks(p), p);
+  if (!chunk_on_mblocks<Gemm_>(p, Gemm_::MainloopType::kItemRows)) return cudaErrorInvalidValue;
+  const dim3 grid = grouped_grid(Gemm_::launch_mblocks(p), p);
   const DeviceSmem& d = p.smem;  // cached by c_api.cpp: no driver query per call
   // The attribute bounds every launch of the kernel: set once to the largest size either asks for
   // (spread_smem's one CTA per SM; a launch's occupancy follows its own size, not the attribute).

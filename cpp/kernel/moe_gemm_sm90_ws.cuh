@@ -96,6 +96,11 @@ struct MoeGemmSm90Ws {
 
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
   __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kItemRows - 1) / kItemRows; }
+  // A launch's m-blocks (as MoeGemm's): FC2 covers its output-column chunk, from mblock0.
+  __host__ __device__ static int mblock0(const MoeParams& p) { return kFc1 ? 0 : p.y_col0 / kItemRows; }
+  __host__ __device__ static int launch_mblocks(const MoeParams& p) {
+    return kFc1 ? mblocks(p) : (p.y_ncols + kItemRows - 1) / kItemRows;
+  }
 
   __device__ static uint8_t* b_buffer(SharedStorage& smem, int i) {
     // Offset the shared pointer itself (a round trip through an integer address would lose the
@@ -362,7 +367,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
     pdl_trigger();
     if constexpr (kQueue) {
       if (threadIdx.x == 0) {
-        const int mblocks = G::mblocks(p), items = *p.tile_count * mblocks;
+        const int mblocks = G::launch_mblocks(p), items = *p.tile_count * mblocks;
         int* counter = p.tile_count + (G::kFc1 ? 1 : 2);
         typename G::Pipe slot;  // only its phase is used (the slot index is s)
         for (int s = 0; ; s ^= 1) {
@@ -385,7 +390,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
     pdl_wait();  // epilogue writes (pdl.cuh: every thread waits before it exits)
     pdl_trigger();
     if constexpr (kQueue) {
-      const int mblocks = G::mblocks(p), cwarp = threadIdx.x / 32 - 4;
+      const int mblocks = G::launch_mblocks(p), mb0 = G::mblock0(p), cwarp = threadIdx.x / 32 - 4;
       uint32_t phase = 0;
       int s = 0;
       auto take = [&] {
@@ -401,11 +406,11 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
       for (int item = take(); item >= 0;) {
         MOE12X_WS_PROBE(if (threadIdx.x == 128) ws_trace_start(G::kFc1, unsigned(item), item % mblocks));
         int next = -1;
-        G::consume(p, smem, load_tile(p, item / mblocks), item % mblocks, ring_ready, pipe, unsigned(item), [&] {
+        G::consume(p, smem, load_tile(p, item / mblocks), mb0 + item % mblocks, ring_ready, pipe, unsigned(item), [&] {
           next = take();
           // the next item's first weight stages land during this item's epilogue
           ring_ready = G::kRingFreeInEpilogue && next >= 0;
-          if (ring_ready) typename G::WeightRing(p, load_tile(p, next / mblocks).expert, next % mblocks, cwarp).prologue(smem.ring[cwarp]);
+          if (ring_ready) typename G::WeightRing(p, load_tile(p, next / mblocks).expert, mb0 + next % mblocks, cwarp).prologue(smem.ring[cwarp]);
         });
         item = next;
       }
@@ -416,7 +421,7 @@ __global__ void __launch_bounds__(G::kThreads, 1) moe_gemm_sm90_ws_kernel(const 
       }
     } else {
       for (GridTileScheduler s(p); s.valid(); s.advance())
-        G::consume(p, smem, s.tile(), blockIdx.x, false, pipe, blockIdx.y * gridDim.x + blockIdx.x, [] {});
+        G::consume(p, smem, s.tile(), G::mblock0(p) + int(blockIdx.x), false, pipe, blockIdx.y * gridDim.x + blockIdx.x, [] {});
     }
   }
 #else
@@ -437,6 +442,7 @@ inline bool ws_queue_mode() {
 template <class G>
 cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(typename G::SharedStorage);
+  if (!chunk_on_mblocks<G>(p, G::kItemRows)) return cudaErrorInvalidValue;
   Sm90TokenMaps maps{};
   if (G::tma_tokens(p)) {
     const int K = G::kFc1 ? p.hidden : p.inter;
@@ -445,7 +451,9 @@ cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
   }
   if constexpr (G::kHandoff)
     if (!G::tma_tokens(p)) return cudaErrorNotSupported;  // c_api.cpp takes it only with NVFP4 activations
-  if (G::tma_tokens(p) && (G::kHandoff || ws_queue_mode())) {
+  // The work-queue grid's item counter (tile_count[2] for FC2) is zeroed once per call by the route
+  // kernel: FC2 in column chunks takes the grouped grid.
+  if (G::tma_tokens(p) && (G::kHandoff || (ws_queue_mode() && (G::kFc1 || p.y_ncols == p.hidden)))) {
     if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, true>>(kSmem); e != cudaSuccess) return e;
     int sms = p.sm_count;  // cached by c_api.cpp: no driver query per call
     if (sms <= 0) {
@@ -453,7 +461,7 @@ cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
       if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
       if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev); e != cudaSuccess) return e;
     }
-    const int64_t items = p.max_tiles * G::mblocks(p);
+    const int64_t items = p.max_tiles * G::launch_mblocks(p);
     return launch_kernel(moe_gemm_sm90_ws_kernel<G, true>, dim3(unsigned(items < sms ? (items > 0 ? items : 1) : sms)),
                          dim3(G::kThreads), kSmem, stream, grouped_pdl(p, G::kFc1), p, maps);
   }
@@ -461,7 +469,7 @@ cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
     return cudaErrorNotSupported;  // not reached: the hand-off needs the work-queue grid
   } else {
     if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, false>>(kSmem); e != cudaSuccess) return e;
-    return launch_kernel(moe_gemm_sm90_ws_kernel<G, false>, grouped_grid(G::mblocks(p), p), dim3(G::kThreads), kSmem,
+    return launch_kernel(moe_gemm_sm90_ws_kernel<G, false>, grouped_grid(G::launch_mblocks(p), p), dim3(G::kThreads), kSmem,
                          stream, grouped_pdl(p, G::kFc1), p, maps);
   }
 }

@@ -154,6 +154,10 @@ typedef struct moe12x_inputs {
   void* out;                    /* bf16 [T, H], 16-B aligned; fully overwritten */
 } moe12x_inputs_t;
 
+/* The smallest workspace for calls of up to num_tokens tokens (sizes grow with num_tokens). A
+ * larger workspace is used whole: the dynamic schedule runs FC2 and the combine in as few chunks
+ * of output columns as its per-slot fp32 outputs allow (two at the smallest size from 1024 routed
+ * pairs; one when the workspace holds all of them). Formula: README, "Workspace". */
 MOE12X_API moe12x_status_t moe12x_workspace_size(const moe12x_config_t* config,
                                                  int64_t num_tokens, size_t* bytes);
 

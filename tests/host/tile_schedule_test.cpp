@@ -69,33 +69,72 @@ static void check_workspace() {
   for (const auto& s : shapes) {
     const int e = s[0], k = s[1], H = s[2], I = s[3];
     for (const bool fp4 : {true, false})
-      for (const bool decoded : {false, true}) {
-        size_t prev = 0;
-        for (int64_t T = 1; T <= 20000; T = T < 64 ? T + 1 : T * 5 / 4) {
-          const WorkspaceLayout w = workspace_layout(T, k, e, H, I, fp4, decoded);
-          const size_t P = size_t(w.pairs);
-          CHECK(w.bytes >= prev, "T=%lld: %zu bytes after %zu", (long long)T, w.bytes, prev);
-          prev = w.bytes;
-          const size_t y_end = w.y + P * H * 4;
-          CHECK(y_end <= w.bytes, "T=%lld: y past the end", (long long)T);
-          const size_t act_bytes = fp4 && !decoded ? P * I / 2 : P * I * 2;
-          CHECK(w.act + act_bytes <= w.y, "T=%lld: act overlaps y", (long long)T);
-          CHECK(disjoint(w.act, act_bytes, w.pair_row, P * 4) && w.pair_row + P * 4 <= w.act, "T=%lld: act / routing",
-                (long long)T);
-          const size_t sync_bytes = sizeof(int) * (1 + kDecodeMaxPairs);  // the decode kernel's counters
-          CHECK(w.decode_sync >= w.pair_row + P * 4 && w.decode_sync + sync_bytes <= w.act && w.decode_sync + sync_bytes <= w.y,
-                "T=%lld: decode counters", (long long)T);
-          if (fp4) {
-            // the NVFP4 codes and scales (any kernel) and, when decoded, the bf16 rows
-            CHECK(w.act_sf >= w.act + P * I / 2 && w.act_sf + P * I / 16 <= w.y, "T=%lld decoded=%d: act_sf",
-                  (long long)T, int(decoded));
-            CHECK(w.xq == w.y && w.xq_sf >= w.xq + P * H / 2 && w.xq_sf + P * H / 16 <= w.bytes,
-                  "T=%lld: xq codes / scales inside y", (long long)T);
-            if (decoded) CHECK(w.xq + P * H * 2 <= w.bytes, "T=%lld: decoded xq inside y", (long long)T);
+      for (const bool decoded : {false, true})
+        for (const bool full_y : {false, true}) {
+          size_t prev = 0;
+          for (int64_t T = 1; T <= 20000; T = T < 64 ? T + 1 : T * 5 / 4) {
+            const WorkspaceLayout w = workspace_layout(T, k, e, H, I, fp4, decoded, full_y);
+            const size_t P = size_t(w.pairs);
+            CHECK(w.bytes >= prev, "T=%lld: %zu bytes after %zu", (long long)T, w.bytes, prev);
+            prev = w.bytes;
+            // y: all H columns (full_y, small calls) or the column chunks of every FC2 kernel
+            const int cols = fc2_min_chunk_cols(w.pairs, H, full_y);
+            CHECK(cols == H || (!full_y && P > size_t(kFc2ChunkPairs) && cols % kFc2ChunkAlign == 0 && 2 * cols >= H),
+                  "T=%lld full_y=%d: %d chunk columns", (long long)T, int(full_y), cols);
+            CHECK(w.y + P * cols * 4 <= w.bytes && w.y + fc2_y_bytes(w.pairs, H, full_y) <= w.bytes, "T=%lld: y past the end",
+                  (long long)T);
+            if (!full_y && P > size_t(2 * kFc2ChunkPairs) && H >= 2 * kFc2ChunkAlign)  // the prefill bound's part
+              CHECK(fc2_y_bytes(w.pairs, H, full_y) <= P * (H / 2 + kFc2ChunkAlign) * 4, "T=%lld: y of %zu bytes",
+                    (long long)T, fc2_y_bytes(w.pairs, H, full_y));
+            for (const int item_rows : {64, 128, 256, 384}) {
+              const Fc2Chunks c = plan_fc2_chunks(w.pairs, H, w.bytes - w.y, item_rows, 0);
+              CHECK(c.count >= 1 && (c.count == 1 || c.cols % item_rows == 0), "T=%lld rows=%d: %d chunks of %d",
+                    (long long)T, item_rows, c.count, c.cols);
+              CHECK(P * size_t(c.cols) * 4 <= w.bytes - w.y && (c.count - 1) * c.cols < H && c.count * c.cols >= H,
+                    "T=%lld rows=%d: chunks of %d x %d", (long long)T, item_rows, c.count, c.cols);
+              CHECK(c.count <= (H + item_rows - 1) / item_rows && (fc2_y_bytes(w.pairs, H, full_y) >= P * H * 4 ? c.count == 1 : c.count <= 3),
+                    "T=%lld rows=%d: %d chunks", (long long)T, item_rows, c.count);
+            }
+            const size_t act_bytes = fp4 && !decoded ? P * I / 2 : P * I * 2;
+            CHECK(w.act + act_bytes <= w.y, "T=%lld: act overlaps y", (long long)T);
+            CHECK(disjoint(w.act, act_bytes, w.pair_row, P * 4) && w.pair_row + P * 4 <= w.act, "T=%lld: act / routing",
+                  (long long)T);
+            const size_t sync_bytes = sizeof(int) * (1 + kDecodeMaxPairs);  // the decode kernel's counters
+            CHECK(w.decode_sync >= w.pair_row + P * 4 && w.decode_sync + sync_bytes <= w.act && w.decode_sync + sync_bytes <= w.y,
+                  "T=%lld: decode counters", (long long)T);
+            if (fp4) {
+              // the NVFP4 codes and scales (any kernel) and, when decoded, the bf16 rows
+              CHECK(w.act_sf >= w.act + P * I / 2 && w.act_sf + P * I / 16 <= w.y, "T=%lld decoded=%d: act_sf",
+                    (long long)T, int(decoded));
+              CHECK(w.xq == w.y && w.xq_sf >= w.xq + P * H / 2 && w.xq_sf + P * H / 16 <= w.bytes,
+                    "T=%lld: xq codes / scales inside y", (long long)T);
+              if (decoded) CHECK(w.xq + P * H * 2 <= w.bytes, "T=%lld: decoded xq inside y", (long long)T);
+            }
           }
         }
-      }
   }
+}
+
+// Column chunks: balanced, on item boundaries, as wide as the bytes allow, and a forced width.
+static void check_fc2_chunks() {
+  CHECK(plan_fc2_chunks(1000, 2048, size_t(1000) * 2048 * 4, 256, 0).count == 1, "room for all columns: one chunk");
+  const Fc2Chunks a = plan_fc2_chunks(1000, 2048, size_t(1000) * 1152 * 4, 384, 0);  // qwen3-30b, 3 consumers
+  CHECK(a.count == 2 && a.cols == 1152, "qwen3-30b 384-row items: %d x %d", a.count, a.cols);
+  const Fc2Chunks a2 = plan_fc2_chunks(1000, 2048, size_t(1000) * 1000 * 4, 384, 0);  // 768 fit: three
+  CHECK(a2.count == 3 && a2.cols == 768, "qwen3-30b, 1000 columns' bytes: %d x %d", a2.count, a2.cols);
+  const Fc2Chunks b = plan_fc2_chunks(1000, 2880, size_t(1000) * 1536 * 4, 256, 0);  // gpt-oss
+  CHECK(b.count == 2 && b.cols == 1536, "gpt-oss 256-row items: %d x %d", b.count, b.cols);
+  const Fc2Chunks c = plan_fc2_chunks(1000, 7168, size_t(1000) * 7168 * 4, 128, 1000);  // forced
+  CHECK(c.count == 7 && c.cols == 1024, "forced 1000 -> %d x %d", c.count, c.cols);
+  CHECK(plan_fc2_chunks(1000, 7168, size_t(1000) * 100 * 4, 128, 0).count == 0, "too small: no plan");
+  for (int H = 64; H <= 8192; H += 64)
+    for (const int rows : {64, 128, 256, 384})
+      for (int cap = rows; cap < H; cap += rows) {
+        const Fc2Chunks q = plan_fc2_chunks(7, H, size_t(7) * cap * 4, rows, 0);
+        CHECK(q.cols <= cap && q.cols % rows == 0 && q.count == (H + cap - 1) / cap && (q.count - 1) * q.cols < H &&
+                  q.count * q.cols >= H,
+              "H=%d rows=%d cap=%d: %d x %d", H, rows, cap, q.count, q.cols);
+      }
 }
 
 static void check_token_maps() {
@@ -239,6 +278,7 @@ int main() {
   check_local_route();
   check_spread();
   check_workspace();
+  check_fc2_chunks();
   check_token_maps();
   check_warp_tiles();
   check_act_prefetch();
