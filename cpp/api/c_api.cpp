@@ -532,10 +532,7 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
     MOE12X_CUDA_TRY(launch_static(p, s), "static-schedule cooperative launch");
     return MOE12X_SUCCESS;
   }
-  MOE12X_CUDA_TRY(launch_route(p, s), "route launch");
-  if (fp4) MOE12X_CUDA_TRY(launch_pack_fp4(p, s), "pack launch");
-  MOE12X_CUDA_TRY(launch_fc1(p, s), "FC1 launch");
-  // FC2 and the combine per chunk of output columns, as wide as the workspace's y region allows
+  // FC2 and the combine run per chunk of output columns, as wide as the workspace's y region allows
   // (params.hpp: plan_fc2_chunks). Each FC2 launch waits (PDL) for the combine before it, which
   // has read the chunk it overwrites.
   const Fc2Chunks chunks = plan_fc2_chunks(W.pairs, p.hidden, workspace_bytes - W.y, fc2_item_rows(p),
@@ -544,6 +541,10 @@ moe12x_status_t moe12x_run(const moe12x_config_t* config, const void* prepared, 
     return fail(MOE12X_ERROR_INSUFFICIENT_BUFFER, "workspace_bytes = %zu: too small for FC2's output chunks",
                 workspace_bytes);
   p.y_cols = chunks.cols;
+  MOE12X_CUDA_TRY(launch_route(p, s), "route launch");
+  if (fp4) MOE12X_CUDA_TRY(launch_pack_fp4(p, s), "pack launch");
+  MOE12X_CUDA_TRY(launch_fc1(p, s), "FC1 launch");
+  // FC2 and the combine per chunk of output columns (planned before the first launch above)
   for (int c = 0; c < chunks.count; ++c) {
     p.y_col0 = c * chunks.cols;
     p.y_ncols = std::min(chunks.cols, p.hidden - p.y_col0);

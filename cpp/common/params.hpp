@@ -89,15 +89,20 @@ inline int64_t max_tiles_for(int64_t pairs, int e_local, int block_n) {
 // sums), so y holds P x cols fp32 instead of P x H; it aliases the packed FC1 input, dead by then.
 // A workspace's y region holds all H columns with full_y (the static schedule: one launch; and
 // until column chunks have run on a GPU, every call but with MOE12X_FC2_CHUNKS=1: c_api.cpp) and
-// up to kFc2ChunkPairs pairs; past that cols = round_up(H / 2, kFc2ChunkAlign), about the decoded
-// FC1 input's 2 P H bytes (two chunks), but never less than the full y of kFc2ChunkPairs pairs,
+// up to kFc2ChunkPairs pairs; past that cols = H / 2 rounded up to whole items of every FC2
+// kernel (fc2_min_chunk_cols), about the decoded FC1 input's 2 P H bytes (two chunks), but never
+// less than the full y of kFc2ChunkPairs pairs,
 // so workspace sizes grow with T (a workspace sized for T serves every smaller call).
 constexpr int64_t kFc2ChunkPairs = 1024;
-constexpr int kFc2ChunkAlign = 384;  // a multiple of every FC2 kernel's item rows (64, 128, 256, 384)
+// The FC2 kernels' item rows: 64 and 128 (mma.sync), 256 and 384 (SM90 wgmma). cols is the
+// smallest width that leaves every kernel >= H / 2 whole items of room: two chunks for each.
+constexpr int kFc2ItemRows[] = {64, 128, 256, 384};
 inline int fc2_min_chunk_cols(int64_t pairs, int hidden, bool full_y) {
   if (full_y || pairs <= kFc2ChunkPairs) return hidden;
-  const int half = int(align_up(size_t(hidden + 1) / 2, kFc2ChunkAlign));
-  return half < hidden ? half : hidden;
+  const size_t half = size_t(hidden + 1) / 2;
+  size_t cols = half;
+  for (const int rows : kFc2ItemRows) cols = align_up(half, rows) > cols ? align_up(half, rows) : cols;
+  return cols < size_t(hidden) ? int(cols) : hidden;
 }
 inline size_t fc2_y_bytes(int64_t pairs, int hidden, bool full_y) {
   const size_t chunked = size_t(pairs) * fc2_min_chunk_cols(pairs, hidden, full_y) * sizeof(float);
@@ -226,6 +231,14 @@ struct MoeParams {
   int sm_count;  // of the device the call runs on (c_api.cpp caches it): the work-queue grid's size
   DeviceSmem smem;  // its shared-memory limits (cached likewise): spread_smem
 };
+
+// An FC2 launch's items cover its column chunk of output rows [y_col0, y_col0 + y_ncols):
+// m-blocks [fc2_chunk_mblock0, + fc2_chunk_mblocks) of item_rows rows each (y_col0 is a multiple
+// of item_rows: plan_fc2_chunks; the last m-block may end past H, cut by the kernels' row checks).
+MOE12X_HD inline int fc2_chunk_mblock0(const MoeParams& p, int item_rows) { return p.y_col0 / item_rows; }
+MOE12X_HD inline int fc2_chunk_mblocks(const MoeParams& p, int item_rows) {
+  return (p.y_ncols + item_rows - 1) / item_rows;
+}
 
 // Index of an input scale for local expert el given how many values the caller passed.
 MOE12X_HD inline int input_scale_index(int count, int el, int e_local, int offset) {

@@ -44,9 +44,9 @@ struct MoeGemm {
   }
   // A launch's m-blocks: all of FC1's; FC2's of its output-column chunk (p.y_col0 is a multiple
   // of kItemRows: plan_fc2_chunks).
-  __host__ __device__ static int mblock0(const MoeParams& p) { return kFc1 ? 0 : p.y_col0 / Mainloop::kItemRows; }
+  __host__ __device__ static int mblock0(const MoeParams& p) { return kFc1 ? 0 : fc2_chunk_mblock0(p, Mainloop::kItemRows); }
   __host__ __device__ static int launch_mblocks(const MoeParams& p) {
-    return kFc1 ? mblocks(p) : (p.y_ncols + Mainloop::kItemRows - 1) / Mainloop::kItemRows;
+    return kFc1 ? mblocks(p) : fc2_chunk_mblocks(p, Mainloop::kItemRows);
   }
 
   // Where an item's B rows come from and where its epilogue finds each row's pair. Io policies

@@ -97,10 +97,8 @@ struct MoeGemmSm90Ws {
   __host__ __device__ static int rows(const MoeParams& p) { return kFc1 ? 2 * p.inter : p.hidden; }
   __host__ __device__ static int mblocks(const MoeParams& p) { return (rows(p) + kItemRows - 1) / kItemRows; }
   // A launch's m-blocks (as MoeGemm's): FC2 covers its output-column chunk, from mblock0.
-  __host__ __device__ static int mblock0(const MoeParams& p) { return kFc1 ? 0 : p.y_col0 / kItemRows; }
-  __host__ __device__ static int launch_mblocks(const MoeParams& p) {
-    return kFc1 ? mblocks(p) : (p.y_ncols + kItemRows - 1) / kItemRows;
-  }
+  __host__ __device__ static int mblock0(const MoeParams& p) { return kFc1 ? 0 : fc2_chunk_mblock0(p, kItemRows); }
+  __host__ __device__ static int launch_mblocks(const MoeParams& p) { return kFc1 ? mblocks(p) : fc2_chunk_mblocks(p, kItemRows); }
 
   __device__ static uint8_t* b_buffer(SharedStorage& smem, int i) {
     // Offset the shared pointer itself (a round trip through an integer address would lose the

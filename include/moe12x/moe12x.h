@@ -155,9 +155,10 @@ typedef struct moe12x_inputs {
 } moe12x_inputs_t;
 
 /* The smallest workspace for calls of up to num_tokens tokens (sizes grow with num_tokens). A
- * larger workspace is used whole: the dynamic schedule runs FC2 and the combine in as few chunks
- * of output columns as its per-slot fp32 outputs allow (two at the smallest size from 1024 routed
- * pairs; one when the workspace holds all of them). Formula: README, "Workspace". */
+ * larger workspace may be used whole (moe12x_run's workspace_bytes must be the buffer's true
+ * size): the dynamic schedule runs FC2 and the combine in as few chunks of output columns as the
+ * room for its per-slot fp32 outputs allows (one when it holds all of them; two at the smallest
+ * size from 1024 routed pairs with MOE12X_FC2_CHUNKS=1). Formula: README, "Workspace". */
 MOE12X_API moe12x_status_t moe12x_workspace_size(const moe12x_config_t* config,
                                                  int64_t num_tokens, size_t* bytes);
 

@@ -65,7 +65,7 @@ static bool disjoint(size_t a, size_t an, size_t b, size_t bn) { return a + an <
 
 static void check_workspace() {
   const int shapes[][4] = {{256, 8, 7168, 2048}, {128, 8, 2048, 768}, {128, 4, 2880, 2880}, {8, 2, 128, 64},
-                           {64, 1, 64, 64}};
+                           {64, 1, 64, 64}, {64, 8, 2304, 768}, {32, 4, 6912, 256}, {16, 8, 768, 128}};
   for (const auto& s : shapes) {
     const int e = s[0], k = s[1], H = s[2], I = s[3];
     for (const bool fp4 : {true, false})
@@ -79,12 +79,12 @@ static void check_workspace() {
             prev = w.bytes;
             // y: all H columns (full_y, small calls) or the column chunks of every FC2 kernel
             const int cols = fc2_min_chunk_cols(w.pairs, H, full_y);
-            CHECK(cols == H || (!full_y && P > size_t(kFc2ChunkPairs) && cols % kFc2ChunkAlign == 0 && 2 * cols >= H),
+            CHECK(cols == H || (!full_y && P > size_t(kFc2ChunkPairs) && cols % 128 == 0 && 2 * cols >= H),
                   "T=%lld full_y=%d: %d chunk columns", (long long)T, int(full_y), cols);
             CHECK(w.y + P * cols * 4 <= w.bytes && w.y + fc2_y_bytes(w.pairs, H, full_y) <= w.bytes, "T=%lld: y past the end",
                   (long long)T);
-            if (!full_y && P > size_t(2 * kFc2ChunkPairs) && H >= 2 * kFc2ChunkAlign)  // the prefill bound's part
-              CHECK(fc2_y_bytes(w.pairs, H, full_y) <= P * (H / 2 + kFc2ChunkAlign) * 4, "T=%lld: y of %zu bytes",
+            if (!full_y && P > size_t(2 * kFc2ChunkPairs) && H >= 768)  // the prefill bound's part
+              CHECK(fc2_y_bytes(w.pairs, H, full_y) <= P * (H / 2 + 384) * 4, "T=%lld: y of %zu bytes",
                     (long long)T, fc2_y_bytes(w.pairs, H, full_y));
             for (const int item_rows : {64, 128, 256, 384}) {
               const Fc2Chunks c = plan_fc2_chunks(w.pairs, H, w.bytes - w.y, item_rows, 0);
@@ -92,7 +92,7 @@ static void check_workspace() {
                     (long long)T, item_rows, c.count, c.cols);
               CHECK(P * size_t(c.cols) * 4 <= w.bytes - w.y && (c.count - 1) * c.cols < H && c.count * c.cols >= H,
                     "T=%lld rows=%d: chunks of %d x %d", (long long)T, item_rows, c.count, c.cols);
-              CHECK(c.count <= (H + item_rows - 1) / item_rows && (fc2_y_bytes(w.pairs, H, full_y) >= P * H * 4 ? c.count == 1 : c.count <= 3),
+              CHECK(c.count <= (H + item_rows - 1) / item_rows && (fc2_y_bytes(w.pairs, H, full_y) >= P * H * 4 ? c.count == 1 : c.count <= 2),
                     "T=%lld rows=%d: %d chunks", (long long)T, item_rows, c.count);
             }
             const size_t act_bytes = fp4 && !decoded ? P * I / 2 : P * I * 2;
@@ -134,6 +134,26 @@ static void check_fc2_chunks() {
         CHECK(q.cols <= cap && q.cols % rows == 0 && q.count == (H + cap - 1) / cap && (q.count - 1) * q.cols < H &&
                   q.count * q.cols >= H,
               "H=%d rows=%d cap=%d: %d x %d", H, rows, cap, q.count, q.cols);
+        // the launches' m-blocks (as c_api.cpp sets y_col0 / y_ncols) write each output row once,
+        // inside their chunk's columns of y
+        MoeParams p{};
+        p.hidden = H, p.y_cols = q.cols;
+        int next = 0;
+        for (int c = 0; c < q.count; ++c) {
+          p.y_col0 = c * q.cols, p.y_ncols = q.cols < H - p.y_col0 ? q.cols : H - p.y_col0;
+          const int mb0 = fc2_chunk_mblock0(p, rows), n = fc2_chunk_mblocks(p, rows);
+          CHECK(mb0 * rows == p.y_col0 && n >= 1, "H=%d rows=%d chunk %d: m-blocks from %d", H, rows, c, mb0);
+          for (int mb = mb0; mb < mb0 + n; ++mb)
+            for (int h = mb * rows; h < (mb + 1) * rows && h < H; ++h) {
+              if (h != next || h - p.y_col0 >= p.y_cols || h - p.y_col0 >= p.y_ncols) {
+                CHECK(false, "H=%d rows=%d cap=%d: row %d (expected %d) in chunk %d", H, rows, cap, h, next, c);
+                goto next_cap;
+              }
+              ++next;
+            }
+        }
+        CHECK(next == H, "H=%d rows=%d cap=%d: %d rows written", H, rows, cap, next);
+      next_cap:;
       }
 }
 
