@@ -288,7 +288,12 @@ def bench_shape(torch, pymoe, name, shape, Ts, args, ceil_bw, ceil_rate, card, r
                    tflops=flops / t / 1e12, schedule=sched, timing=timing,
                    E=E, top_k=k, H=H, I=I, act_quant=args.act_quant, experts_touched=n_exp,
                    min_bytes=min_bytes, flops=flops, weight_sets=nsets, calls_per_graph=len(calls),
-                   ceiling_bw_GBs=ceil_bw / 1e9, ceiling_tflops=ceil_rate / 1e12)
+                   ceiling_bw_GBs=ceil_bw / 1e9, ceiling_tflops=ceil_rate / 1e12,
+                   # the smallest workspace for T (what MoELayer(max_tokens=T) allocates; this run's
+                   # layers hold max_tokens = max(T)): bench/workspace_table.py has its ratios
+                   workspace_bytes_for_T=pymoe.workspace_size(E, E, k, H, I, T, act_quant=args.act_quant,
+                                                              schedule=args.schedule),
+                   workspace_bytes_layer=layers[0].workspace_bytes)
         records.append(rec)
         log(f"   {T:>6} {'moe12x':>8} {t * 1e6:>10.1f} {min_bytes / t / 1e9:>8.0f} "
             f"{flops / t / 1e12:>8.1f} {roof / t:>6.3f} {n_exp:>7.1f} {sched:>9}")
