@@ -91,8 +91,8 @@ inline int64_t max_tiles_for(int64_t pairs, int e_local, int block_n) {
 // until column chunks have run on a GPU, every call but with MOE12X_FC2_CHUNKS=1: c_api.cpp) and
 // up to kFc2ChunkPairs pairs; past that cols = H / 2 rounded up to whole items of every FC2
 // kernel (fc2_min_chunk_cols), about the decoded FC1 input's 2 P H bytes (two chunks), but never
-// less than the full y of kFc2ChunkPairs pairs,
-// so workspace sizes grow with T (a workspace sized for T serves every smaller call).
+// less than the full y of kFc2ChunkPairs pairs, so workspace sizes grow with T (a workspace sized
+// for T serves every smaller call).
 constexpr int64_t kFc2ChunkPairs = 1024;
 // The FC2 kernels' item rows: 64 and 128 (mma.sync), 256 and 384 (SM90 wgmma). cols is the
 // smallest width that leaves every kernel >= H / 2 whole items of room: two chunks for each.
