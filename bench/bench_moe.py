@@ -246,7 +246,7 @@ def bench_shape(torch, pymoe, name, shape, Ts, args, ceil_bw, ceil_rate, card, r
     torch.cuda.empty_cache()
 
     hdr = (f"   {'T':>6} {'impl':>8} {'time_us':>10} {'GB/s':>8} {'TFLOP/s':>8} {'eff':>6} "
-           f"{'experts':>7} {'schedule':>9}")
+           f"{'experts':>7} {'schedule':>9} {'ws_MiB(T)':>10}")
     log(hdr)
     for T in Ts:
         ninp = 2 * nsets if nsets > 1 else 4
@@ -296,7 +296,8 @@ def bench_shape(torch, pymoe, name, shape, Ts, args, ceil_bw, ceil_rate, card, r
                    workspace_bytes_layer=layers[0].workspace_bytes)
         records.append(rec)
         log(f"   {T:>6} {'moe12x':>8} {t * 1e6:>10.1f} {min_bytes / t / 1e9:>8.0f} "
-            f"{flops / t / 1e12:>8.1f} {roof / t:>6.3f} {n_exp:>7.1f} {sched:>9}")
+            f"{flops / t / 1e12:>8.1f} {roof / t:>6.3f} {n_exp:>7.1f} {sched:>9} "
+            f"{rec['workspace_bytes_for_T'] / 2**20:>10.1f}")
         del fn
         g = None  # release the graph before the next T
 
