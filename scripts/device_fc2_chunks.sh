@@ -6,25 +6,30 @@
 # holds every column: no chunks). Arms: one pass (default sizes), two chunks (MOE12X_FC2_CHUNKS=1),
 # chunks of COLS columns (MOE12X_FC2_CHUNK_COLS: is a chunk of y that stays in L2 faster?).
 #   bash scripts/device_fc2_chunks.sh [T list] [shapes] [rounds]
-# Carry .devbuild (scripts/build_devlib.sh). Leaves chunks-tests, suite-chunks .pytest.log and
-# chunks-ab.log under $OUT.
-T=${1:-512,2048,8192}; SHAPES=${2:-qwen3-30b-a3b,deepseek-v3}; ROUNDS=${3:-2}; COLS=${COLS:-512}
+# Carry .devbuild (scripts/build_devlib.sh). Leaves chunks-tests, suite-chunks .pytest.log,
+# chunks-ab.log and chunks-ab-full.log (every bench line) under $OUT; stops starting bench runs
+# after DEADLINE s (470) of the call (a bench run takes up to 100 s more); exits non-zero if a pytest run failed.
+T=${1:-512,2048}; SHAPES=${2:-qwen3-30b-a3b,qwen3-235b-a22b}; ROUNDS=${3:-2}; COLS=${COLS:-512}
 source scripts/device_lib.sh && dev_install || exit 1
 O=${OUT:-/tmp/moe12x-out}
 dev_use_lib .devbuild/libmoe12x.so
-DEV_TIMEOUT=300 dev_pytest chunks-tests tests/test_gpu_moe.py -k "fc2_column_chunks or T517 or cuda_graph or T4099"
-MOE12X_FC2_CHUNKS=1 DEV_TIMEOUT=${SUITE_TIMEOUT:-240} dev_pytest suite-chunks ${SUITE_ARGS:-}
+rc=0
+DEV_TIMEOUT=240 dev_pytest chunks-tests tests/test_gpu_moe.py -k "fc2_column_chunks or T517 or cuda_graph or T4099" || rc=1
+# (the chunk tests compare against a one-pass run, which MOE12X_FC2_CHUNKS=1 would chunk too)
+MOE12X_FC2_CHUNKS=1 DEV_TIMEOUT=${SUITE_TIMEOUT:-200} dev_pytest suite-chunks -k "not fc2_column_chunks" ${SUITE_ARGS:-} || rc=1
 arms=("MOE12X_FC2_CHUNKS=0" "MOE12X_FC2_CHUNKS=1" "MOE12X_FC2_CHUNKS=1 MOE12X_FC2_CHUNK_COLS=$COLS")
 {
   echo "# $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader): FC2 column chunks A/B, bench_moe.py --no-torch --budget 0.1, one process per T"
   for r in $(seq "$ROUNDS"); do
     for t in ${T//,/ }; do
       for a in "${arms[@]}"; do
+        (( SECONDS > ${DEADLINE:-470} )) && { echo "== deadline: stopped before T=$t $a round $r"; break 3; }
         echo "== T=$t $a round $r"
-        (cd /tmp && env $a timeout 240 python3 "$DEV_REPO/bench/bench_moe.py" --no-torch --budget 0.1 --T "$t" \
+        (cd /tmp && env $a timeout 100 python3 "$DEV_REPO/bench/bench_moe.py" --no-torch --budget 0.1 --T "$t" \
            --shapes "$SHAPES" --out-json /tmp/chunks-$t-$r.json --png /tmp/chunks.png 2>&1 \
-           | sed -n '/workspace/p; /roofline efficiency/,/^$/p')
+           | tee -a "$O/chunks-ab-full.log" | sed -n '/workspace/p; /roofline efficiency/,/^$/p')
       done
     done
   done
 } 2>&1 | tee "$O/chunks-ab.log"
+exit $rc

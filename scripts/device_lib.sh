@@ -14,6 +14,7 @@ dev_install() {
     python3 -m pip install --no-build-isolation --no-deps -q "$DEV_REPO" > /tmp/install.log 2>&1 \
     || { cp /tmp/install.log "$DEV_OUT/"; tail -40 /tmp/install.log; return 1; }
   DEV_PKG=$(cd /tmp && python3 -c "import pymoe, os; print(os.path.dirname(pymoe.__file__))")
+  [[ -n $DEV_PKG && -d $DEV_PKG ]] || { echo "dev_install: pymoe does not import after the install" >&2; return 1; }
   echo "installed pymoe in $DEV_PKG"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 }

@@ -13,7 +13,7 @@ DEV_OUT=$R; DEV_TIMEOUT=150 dev_pytest $tag-suite
 DEV_TIMEOUT=100 MOE12X_SM90_WGMMA=1 dev_pytest $tag-suite-wgmma tests/test_gpu_moe.py tests/test_gpu_quant.py
 DEV_OUT=$O; DEV_TIMEOUT=250 dev_bench $tag-prefill --prefill | tail -8; cp /tmp/$tag-prefill.png "$O/" 2>/dev/null
 DEV_OUT=$R; DEV_TIMEOUT=70 dev_bench $tag-decode-quick --quick | tail -6
-OUT=$R MOE12X_SM90_WGMMA=1 timeout 120 bash scripts/device_sanitize.sh
+OUT=$R MOE12X_SM90_WGMMA=1 SANITIZE_TIMEOUT=90 timeout 400 bash scripts/device_sanitize.sh
 if [[ -n ${RECORD_SHORT:-} ]]; then tar czf "$O/$tag-run.tgz" -C "$R" . && ls "$O"; exit 0; fi
 ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
 if [[ -n $ncu ]]; then

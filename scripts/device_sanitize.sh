@@ -12,7 +12,7 @@ for variant in default opt; do
   env=(); sfx=""
   [[ $variant == opt ]] && env=(MOE12X_DECODE_KERNEL=1 MOE12X_FC2_CHUNK_COLS=64) && sfx=-opt
   for tool in memcheck racecheck; do
-    env "${env[@]}" compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 \
+    timeout -k 10 ${SANITIZE_TIMEOUT:-150} env "${env[@]}" compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 \
       python3 scripts/dev_smoke.py "$lib" --small > "$out/sanitizer-$tool$sfx.log" 2>&1
     r=$?; rc=$((rc | r))
     echo "== $tool $variant: exit $r"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|failed|-> " "$out/sanitizer-$tool$sfx.log" | tail -8
