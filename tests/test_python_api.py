@@ -235,7 +235,8 @@ COMPASS = {"qwen3-30b-a3b": (128, 8, 2048, 768), "qwen3-235b-a22b": (128, 8, 409
 _WS_SIZES = """
 import json, sys, pymoe
 S = json.loads(sys.argv[1])
-print(json.dumps({n: [pymoe.workspace_size(E, E, k, H, I, T) for T in S["T"]] for n, (E, k, H, I) in S["shapes"].items()}))
+print(json.dumps({n: [[pymoe.workspace_size(E, E, k, H, I, T), pymoe.select_schedule(E, E, k, H, I, T)] for T in S["T"]]
+                  for n, (E, k, H, I) in S["shapes"].items()}))
 """
 
 
@@ -255,8 +256,8 @@ def test_workspace_size_grows_with_tokens_and_meets_the_prefill_bound():
     kernels on bf16 activations) the workspace is <= 1.2 x (packed activations + intermediate),
     2 P (H + I) bytes, and smaller than without chunks; at decode sizes the modes agree."""
     ts = (1, 8, 64, 128, 256, 512, 1024, 2048, 4096, 16384)
-    full = _workspace_sizes({"MOE12X_FC2_CHUNKS": "0"}, ts)
-    chunks = _workspace_sizes({"MOE12X_FC2_CHUNKS": "1"}, ts)
+    full = {n: [w for w, _ in v] for n, v in _workspace_sizes({"MOE12X_FC2_CHUNKS": "0"}, ts).items()}
+    chunks = {n: [w for w, _ in v] for n, v in _workspace_sizes({"MOE12X_FC2_CHUNKS": "1"}, ts).items()}
     for name, (E, k, H, I) in COMPASS.items():
         for sizes in (full[name], chunks[name]):
             assert all(b >= a for a, b in zip(sizes, sizes[1:])), (name, sizes)
@@ -273,6 +274,23 @@ def test_workspace_size_grows_with_tokens_and_meets_the_prefill_bound():
         pymoe.workspace_size(8, 8, 2, 100, 128, 16)
     with pytest.raises(ValueError, match="act_quant"):
         pymoe.workspace_size(8, 8, 2, 256, 128, 16, act_quant="int4")
+
+
+def test_auto_takes_the_decode_kernel_only_where_it_is_opted_in():
+    """MOE12X_DECODE_KERNEL=1: AUTO picks the static schedule (the persistent decode kernel) for
+    <= 256 routed pairs at a mean of <= 8 rows per expert, else dynamic; without it, always
+    dynamic. Workspace sizes still grow with T across the switch."""
+    ts = (1, 2, 4, 8, 16, 32, 33, 64, 128)
+    off = _workspace_sizes({"MOE12X_DECODE_KERNEL": "0"}, ts)
+    on = _workspace_sizes({"MOE12X_DECODE_KERNEL": "1"}, ts)
+    for name, (E, k, H, I) in COMPASS.items():
+        assert all(s == "dynamic" for _, s in off[name]), off[name]
+        for T, (_, s) in zip(ts, on[name]):
+            P = T * k
+            mean = -(-P // min(P, E))
+            assert s == ("static" if P <= 256 and mean <= 8 else "dynamic"), (name, T, s)
+        sizes = [w for w, _ in on[name]]
+        assert all(b >= a for a, b in zip(sizes, sizes[1:])), (name, sizes)
 
 
 def test_workspace_cache_starts_empty_and_clears():

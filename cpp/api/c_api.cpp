@@ -232,11 +232,18 @@ moe12x_status_t check_config(const moe12x_config_t* c) {
 }
 
 // The schedule a validated config runs for T tokens (moe12x_select_schedule's answer).
-int32_t schedule_for(const moe12x_config_t* c, int64_t /*num_tokens*/) {
+int32_t schedule_for(const moe12x_config_t* c, int64_t num_tokens) {
   if (c->num_local_experts > kMaxStaticExperts) return MOE12X_SCHEDULE_DYNAMIC;  // smem scan limit
   if (c->schedule != MOE12X_SCHEDULE_AUTO) return c->schedule;
-  // Measured on H200 (bench/NOTES.md, v2): the grouped launches beat the persistent kernel at
-  // every T so far, so AUTO takes them until the static kernel wins somewhere.
+  // With the persistent decode kernel (opt-in, MOE12X_DECODE_KERNEL=1: not yet run on a GPU),
+  // AUTO takes it where the dynamic schedule would run the same 16-row tiles (a mean of <= 8
+  // routed rows per active expert: choose_grouped_block_n) on <= kDecodeMaxPairs pairs, its one
+  // launch against five (bench/NOTES.md session 15: to be measured per shape). Otherwise, as
+  // measured on H200 (v2), the grouped launches beat the phase-barrier static kernel at every T.
+  const int64_t pairs = num_tokens * c->top_k;
+  if (decode_kernel_mode() && pairs >= 1 && pairs <= kDecodeMaxPairs &&
+      choose_grouped_block_n(pairs, c->num_local_experts) == kDecodeTileRows)
+    return MOE12X_SCHEDULE_STATIC;
   return MOE12X_SCHEDULE_DYNAMIC;
 }
 
