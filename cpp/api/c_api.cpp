@@ -26,6 +26,12 @@ std::atomic<int> g_cc_major[64];
 std::atomic<int> g_sm_count[64];
 std::atomic<int> g_smem_per_sm[64], g_smem_optin[64], g_smem_reserved[64];  // per_sm stored last
 
+// Whether an opt-in switch is set to exactly "1" (the modes below read it once).
+bool env_is_one(const char* name) {
+  const char* v = std::getenv(name);
+  return v && v[0] == '1' && !v[1];
+}
+
 // MOE12X_NO_PDL=1 turns programmatic dependent launches off (A/B measurements), read once.
 bool pdl_disabled() {
   static const bool off = [] {
@@ -97,10 +103,7 @@ bool fc1_handoff_mode() {
 // static kernel (kernel/moe_static.cuh) for every static call. Opt-in until the decode kernel has
 // run on a GPU (bench/NOTES.md session 14: built and host-checked, no device lent). Read once.
 bool decode_kernel_mode() {
-  static const bool on = [] {
-    const char* v = std::getenv("MOE12X_DECODE_KERNEL");
-    return v && v[0] == '1' && !v[1];
-  }();
+  static const bool on = env_is_one("MOE12X_DECODE_KERNEL");
   return on;
 }
 
@@ -123,10 +126,7 @@ int fc2_chunk_cols_mode() {
 // pass). Opt-in until chunked calls have run on a GPU (bench/NOTES.md session 15). A call plans
 // its chunks from the workspace it is given either way. Read once.
 bool fc2_chunks_mode() {
-  static const bool on = [] {
-    const char* v = std::getenv("MOE12X_FC2_CHUNKS");
-    return v && v[0] == '1' && !v[1];
-  }();
+  static const bool on = env_is_one("MOE12X_FC2_CHUNKS");
   return on;
 }
 
