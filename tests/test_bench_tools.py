@@ -37,3 +37,23 @@ def test_cliff_grid_is_sorted_half_octaves(bench):
     T = bench.CLIFF_T
     assert T == sorted(T) and T[0] == 128 and T[-1] == 8192
     assert all(1.3 < b / a < 1.6 for a, b in zip(T, T[1:]))
+
+
+def test_point_inputs_are_seeded_by_the_point_alone(bench):
+    # a stand-in for torch: records the seed each point's generator gets
+    class _Gen:
+        def __init__(self, device):
+            self.seed = None
+
+        def manual_seed(self, s):
+            self.seed = s
+
+    class _Torch:
+        Generator = _Gen
+
+    seed = lambda *a: bench.point_generator(_Torch, *a).seed  # noqa: E731
+    assert seed(0, "qwen3-30b-a3b", 32) == seed(0, "qwen3-30b-a3b", 32)  # any sweep order
+    points = [(s, shape, T) for s in (0, 1) for shape in ("qwen3-30b-a3b", "deepseek-v3")
+              for T in (-1, 1, 2, 16, 32, 128, 2048)]
+    assert len({seed(*p) for p in points}) == len(points)
+    assert all(0 <= seed(*p) < 2**32 for p in points)
