@@ -10,8 +10,8 @@
 T=${1:-1,2,4,8,16,32}; ROUNDS=${2:-2}
 NEW=${NEW_LIB:-.devbuild/libmoe12x.so}; BASE=${BASE_LIB:-.devbuild/base.so}
 runs=("$NEW static" "$NEW dynamic"); [[ -f $BASE ]] && runs+=("$BASE dynamic")
-# The decode kernel is opt-in (MOE12X_DECODE_KERNEL=1, c_api.cpp) until it has run on a GPU: the suite
-# runs twice (with it, then the default static kernel), the A/B's static rows with it.
+# The decode kernel is opt-in (MOE12X_DECODE_KERNEL=1, c_api.cpp) until it has run on a GPU: the A/B's
+# static rows run with it.
 source scripts/device_lib.sh && dev_install || exit 1
 O=${OUT:-/tmp/moe12x-out}
 dev_use_lib "$NEW"

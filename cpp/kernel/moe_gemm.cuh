@@ -161,6 +161,15 @@ cudaError_t opt_in_smem(size_t bytes) {
   return e;
 }
 
+// The SM count c_api.cpp caches in MoeParams::sm_count (no driver query per call), or the current
+// device's where it is unset.
+inline cudaError_t device_sm_count(int cached, int* sms) {
+  if ((*sms = cached) > 0) return cudaSuccess;
+  int dev = 0;
+  const cudaError_t e = cudaGetDevice(&dev);
+  return e != cudaSuccess ? e : cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
+}
+
 // The most CTAs of kKernel (kCtaThreads each, `bytes` of dynamic shared memory) resident at once
 // on the current device: the cooperative launches' grid (static and decode kernels). Opts the
 // kernel in and queries its occupancy once per device; sm_count: the caller's cached SM count
@@ -178,9 +187,9 @@ cudaError_t cooperative_grid_cap(size_t bytes, int sm_count, int64_t* cap) {
     if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
     if (dev < 64) per_sm_cache[dev].store(per_sm, std::memory_order_relaxed);
   }
-  if (sm_count <= 0 && (e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
-    return e;
-  *cap = int64_t(per_sm) * sm_count;
+  int sms = 0;
+  if ((e = device_sm_count(sm_count, &sms)) != cudaSuccess) return e;
+  *cap = int64_t(per_sm) * sms;
   return cudaSuccess;
 }
 

@@ -453,12 +453,8 @@ cudaError_t launch_moe_gemm_sm90_ws(const MoeParams& p, cudaStream_t stream) {
   // kernel: FC2 in column chunks takes the grouped grid.
   if (G::tma_tokens(p) && (G::kHandoff || (ws_queue_mode() && (G::kFc1 || p.y_ncols == p.hidden)))) {
     if (const cudaError_t e = opt_in_smem<moe_gemm_sm90_ws_kernel<G, true>>(kSmem); e != cudaSuccess) return e;
-    int sms = p.sm_count;  // cached by c_api.cpp: no driver query per call
-    if (sms <= 0) {
-      int dev = 0;
-      if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
-      if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev); e != cudaSuccess) return e;
-    }
+    int sms = 0;
+    if (const cudaError_t e = device_sm_count(p.sm_count, &sms); e != cudaSuccess) return e;
     const int64_t items = p.max_tiles * G::launch_mblocks(p);
     return launch_kernel(moe_gemm_sm90_ws_kernel<G, true>, dim3(unsigned(items < sms ? (items > 0 ? items : 1) : sms)),
                          dim3(G::kThreads), kSmem, stream, grouped_pdl(p, G::kFc1), p, maps);
